@@ -21,7 +21,7 @@ __all__ = [
 
 _LAZY = {
     "Runtime": "hpcmicro.runtime",
-    "context": "hpcmicro.context",
+    "context": "hpcmicro.taskcontext",
     "Task": "hpcmicro.tasks",
     "Range": "hpcmicro.tasks",
     "Blocks": "hpcmicro.tasks",
