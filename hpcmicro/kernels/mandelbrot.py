@@ -76,11 +76,16 @@ def _coords(params: MandelbrotParams, rows: range, cols: range, xp):
     return re[None, :] + 1j * im[:, None]
 
 
-def row_kernel(params: MandelbrotParams, y: int):
-    """Escape counts of image row ``y`` (int32, length ``width``)."""
+def row_kernel(params: MandelbrotParams, y):
+    """Escape counts of image row ``y`` (int32, length ``width``).
+
+    ``y`` may also be a ``range`` of rows (the payload of a ``Range``
+    decomposition): the result is then those rows, shape ``(len(y), width)``.
+    """
     xp = _xp()
-    c = _coords(params, range(y, y + 1), range(params.width), xp)
-    return escape_counts(c, params.max_iter, xp)[0]
+    rows = y if isinstance(y, range) else range(y, y + 1)
+    counts = escape_counts(_coords(params, rows, range(params.width), xp), params.max_iter, xp)
+    return counts if isinstance(y, range) else counts[0]
 
 
 def tile_kernel(params: MandelbrotParams, slices: tuple):

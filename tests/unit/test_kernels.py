@@ -213,6 +213,9 @@ def test_mandelbrot_tiles_and_rows_match_serial(run_tree):
     np.testing.assert_array_equal(mandelbrot.tile_kernel(p, (slice(None), slice(None))), ref)
     rows = np.stack([mandelbrot.row_kernel(p, y) for y in range(p.height)])
     np.testing.assert_array_equal(rows, ref)
+    # a Range payload (a range of rows) gives that block of rows
+    np.testing.assert_array_equal(mandelbrot.row_kernel(p, range(5, 12)), ref[5:12])
+    np.testing.assert_array_equal(mandelbrot.row_kernel(p, np.int64(3)), ref[3])
     # under a runtime the kernel is picklable and gives the same row
     kernel = pickle.loads(pickle.dumps(functools.partial(mandelbrot.row_kernel, p)))
     np.testing.assert_array_equal(run_tree(kernel, 18)[0][1], ref[18])
