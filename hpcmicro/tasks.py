@@ -204,6 +204,9 @@ class Spawned:
     def key(self):
         return (-self.priority, self.id)
 
+    def packed(self) -> "Spawned":
+        return self
+
     def __getstate__(self):
         return (self.id, self.payload, self.priority)
 

@@ -8,8 +8,11 @@ message handling of a worker rank.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import traceback
+from collections import deque
+from contextlib import nullcontext
 
 import numpy
 
@@ -60,9 +63,11 @@ class Executor:
         self.stats = WorkerStats(rank)
         self.error: dict | None = None
         self.ctx = _context.TaskContext(rank, size, self._spawn, xp=xp)
+        self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue
 
     def _spawn(self, child_id, payload, priority):
-        self.queue.push(Spawned(child_id, payload, priority))
+        with self.lock:
+            self.queue.push(Spawned(child_id, payload, priority))
 
     @property
     def mean_task_s(self) -> float:
@@ -70,7 +75,10 @@ class Executor:
 
     def run_one(self) -> bool:
         """Run the front task. Return False if it raised (``self.error`` says why)."""
-        task_id, payload, priority, run = self.queue.pop()
+        with self.lock:
+            if not self.queue:  # a steal took it meanwhile
+                return True
+            task_id, payload, priority, run = self.queue.pop()
         if run is not None and run.payloads is None:
             payload = self.decomposition.payload(task_id[0])
         ctx = self.ctx
@@ -125,19 +133,31 @@ class Executor:
 
 
 class WorkerLoop:
-    """The message loop of one worker rank for one call."""
+    """The message loop of one worker rank for one call.
 
-    # How often a busy worker looks at its mailbox: bounds how long a steal
-    # request waits (plus the running task), and costs ~1 us per look.
-    POLL_INTERVAL_S = 0.0005
+    Two threads. The main thread runs kernels; a mailbox thread does all MPI
+    traffic: it sends the reports the main thread queues, and answers steals,
+    new tasks, ABORT and STOP at once, even while a long kernel runs (a steal
+    that waited for the victim's current task would leave the thief idle for
+    that task's whole duration). Pure-Python kernels hold the GIL, but Python
+    hands it over every few milliseconds, so steals are answered within that.
+    ``cond`` guards the queue and the flags both threads read.
+    """
+
     # How often a busy worker tells the master its queue length and progress.
     STATUS_INTERVAL_S = 0.05
+    # The longest the mailbox thread sleeps between looks at its mailbox.
+    MAILBOX_BACKOFF_S = 0.001
 
     def __init__(self, comm, executor: Executor, policy, master: int = 0):
         self.comm = comm
         self.ex = executor
         self.policy = policy
         self.master = master
+        self.cond = threading.Condition()
+        executor.lock = self.cond
+        self.outbox: deque = deque()
+        self.outbox_ready = threading.Event()
         self.seq_seen = 0
         self.requested = False  # a LOW/IDLE request is outstanding
         self.last_state = None
@@ -145,26 +165,70 @@ class WorkerLoop:
         self.aborted = False
         self.stopped = False
         self.stop_error = None
-        self.pending: list = []  # isend requests not known complete
+        self.mailbox_error: BaseException | None = None
         self.last_status = _now()
-        from mpi4py import MPI
 
-        self._status = MPI.Status()
+    # -- main thread -----------------------------------------------------------------
+    def run(self) -> None:
+        ex = self.ex
+        t_start = _now()
+        mailbox = threading.Thread(target=self._mailbox, name="hpcmicro-mailbox", daemon=True)
+        mailbox.start()
+        try:
+            self._work()
+        finally:
+            if self.mailbox_error is None and not self.stopped:
+                # Only reached if the main thread failed: let the exception
+                # propagate (the Runtime aborts the job).
+                pass
+            else:
+                mailbox.join()
+        if self.mailbox_error is not None:
+            raise RuntimeError("hpcmicro worker mailbox thread failed") from self.mailbox_error
+        ex.stats.wall_s = _now() - t_start
 
-    # -- sending -------------------------------------------------------------------
-    def _send(self, obj, dest, tag):
-        self.pending.append(self.comm.isend(obj, dest=dest, tag=tag))
-        self.ex.stats.messages_sent += 1
-        if len(self.pending) > 64:
-            self._reap()
+    def _work(self) -> None:
+        ex, cond = self.ex, self.cond
+        while True:
+            with cond:
+                if self.aborted and (ex.root_segments or ex.spawned_results):
+                    ex.take_results()  # the call is aborted: these go nowhere
+                if self.stopped or self.mailbox_error is not None:
+                    return
+                if not ex.queue or self.aborted:
+                    # Nothing to run: say so once (again after each change), then wait.
+                    if self.last_state != State.IDLE or (self.acks and not self.requested):
+                        self._report(State.IDLE)
+                    t0 = _now()
+                    cond.wait(0.05)
+                    ex.stats.idle_s += _now() - t0
+                    continue
+            self._run_batch()
 
-    def _reap(self):
-        from mpi4py import MPI
+    def _run_batch(self) -> None:
+        """Run tasks until the queue empties or it is time to tell the master how we are."""
+        ex, cond, policy = self.ex, self.cond, self.policy
+        low_water = policy.low_water_seconds
+        while True:
+            ok = ex.run_one()
+            with cond:
+                if not ok:
+                    ex.queue.clear()
+                    self.aborted = True  # the master will ABORT everyone
+                    self._report(State.IDLE)
+                    return
+                if self.aborted or self.stopped:
+                    return
+                queued = len(ex.queue)
+                if policy.balances and not self.requested and (queued == 0 or queued * ex.mean_task_s < low_water):
+                    self._report(State.LOW if queued else State.IDLE)
+                if queued == 0:
+                    return
+                if _now() - self.last_status >= self.STATUS_INTERVAL_S:
+                    self._report(State.BUSY)
 
-        if self.pending and MPI.Request.Testall(self.pending):
-            self.pending.clear()
-
-    def _report(self, state):
+    def _report(self, state) -> None:
+        """Queue a report for the mailbox thread (caller holds ``cond``)."""
         ex = self.ex
         results = ex.take_results() if ex.mode == "map" else None
         error, ex.error = ex.error, None
@@ -172,25 +236,52 @@ class WorkerLoop:
                      results, tuple(self.acks), self.aborted, error)
         ex.done = ex.spawned = 0
         self.acks.clear()
-        self._send(rep, self.master, Tag.REPORT)
+        self.outbox.append((rep, self.master, Tag.REPORT))
+        self.outbox_ready.set()
         self.last_state = state
         self.last_status = _now()
         if state != State.BUSY:
             self.requested = True
             ex.stats.requests += 1
 
-    # -- receiving -----------------------------------------------------------------
-    def poll(self) -> bool:
-        """Handle every message waiting; return True if any arrived."""
-        comm, got, status = self.comm, False, self._status
-        while True:
-            msg = comm.improbe(status=status)
-            if msg is None:
-                return got
-            got = True
-            self._handle(status.tag, status.source, msg.recv())
+    # -- mailbox thread --------------------------------------------------------------
+    def _mailbox(self) -> None:
+        from mpi4py import MPI
 
-    def _handle(self, tag, source, body):
+        comm, status, pending = self.comm, MPI.Status(), []
+        backoff = Backoff(tmax=self.MAILBOX_BACKOFF_S)
+        try:
+            while True:
+                while self.outbox:
+                    obj, dest, tag = self.outbox.popleft()
+                    pending.append(comm.isend(obj, dest=dest, tag=tag))
+                    self.ex.stats.messages_sent += 1
+                msg = comm.improbe(status=status)
+                if msg is not None:
+                    backoff.reset()
+                    body = msg.recv()
+                    with self.cond:
+                        self._handle(status.tag, status.source, body)
+                        self.cond.notify()
+                    if self.stopped:
+                        break
+                    continue
+                if len(pending) > 64 and MPI.Request.Testall(pending):
+                    pending.clear()
+                self.outbox_ready.wait(backoff.tval)
+                self.outbox_ready.clear()
+                backoff.tval = min(backoff.tmax, max(backoff.tmin, backoff.tval * 2.0))
+            while self.outbox:  # nothing is queued after STOP, but never drop a message
+                obj, dest, tag = self.outbox.popleft()
+                pending.append(comm.isend(obj, dest=dest, tag=tag))
+            MPI.Request.Waitall(pending)
+        except BaseException as exc:  # surface it in the main thread instead of hanging
+            self.mailbox_error = exc
+            with self.cond:
+                self.cond.notify()
+
+    def _handle(self, tag, source, body) -> None:
+        """Act on one message (mailbox thread, holding ``cond``)."""
         ex = self.ex
         if tag == Tag.TASKS:
             seq, entries = body
@@ -206,66 +297,18 @@ class WorkerLoop:
             self.requested = False
             self.last_state = None  # whatever we said before is stale
         elif tag == Tag.STEAL:
-            thief = body
             k = 0 if self.aborted else len(ex.queue) // 2
             entries = [e.packed() for e in ex.queue.take_back(k)] if k else []
             if entries:
                 ex.stats.steals_given += 1
                 ex.stats.tasks_given += k
-            self._send((None, entries), thief, Tag.TASKS)
+            self.outbox.append(((None, entries), body, Tag.TASKS))
         elif tag == Tag.ABORT:
             self.aborted = True
             ex.queue.clear()
-            ex.take_results()
             self.last_state = None
         elif tag == Tag.STOP:
             self.stopped = True
             self.stop_error = body
         else:
             raise RuntimeError(f"worker {ex.stats.rank}: unexpected message tag {tag} from {source}")
-
-    # -- the loop ------------------------------------------------------------------
-    def run(self) -> None:
-        ex, policy = self.ex, self.policy
-        backoff = Backoff()
-        t_start = _now()
-        while True:
-            self.poll()
-            if self.stopped:
-                break
-            if ex.queue and not self.aborted:
-                backoff.reset()
-                self._run_for(self.POLL_INTERVAL_S)
-                continue
-            # Nothing to run: say so once (again after each change), then wait.
-            if self.last_state != State.IDLE or (self.acks and not self.requested):
-                self._report(State.IDLE)
-            t0 = _now()
-            while not self.poll():
-                backoff.sleep()
-            ex.stats.idle_s += _now() - t0
-        ex.stats.wall_s = _now() - t_start
-        from mpi4py import MPI
-
-        MPI.Request.Waitall(self.pending)
-        self.pending.clear()
-
-    def _run_for(self, seconds):
-        ex, policy = self.ex, self.policy
-        deadline = _now() + seconds
-        low_water = policy.low_water_seconds
-        while ex.queue:
-            if not ex.run_one():
-                # The master aborts the call; drop our work now.
-                ex.queue.clear()
-                self._report(State.IDLE)
-                self.aborted = True
-                return
-            queued = len(ex.queue)
-            if policy.balances and not self.requested and (queued == 0 or queued * ex.mean_task_s < low_water):
-                self._report(State.LOW if queued else State.IDLE)
-            now = _now()
-            if now >= deadline:
-                if now - self.last_status >= self.STATUS_INTERVAL_S:
-                    self._report(State.BUSY)
-                return

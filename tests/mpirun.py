@@ -1,0 +1,80 @@
+"""Run an MPI scenario in its own mpiexec, under a timeout, and read what it reports.
+
+Each multi-rank test starts its own job: a failure on one rank can then never
+leave the other ranks of another test waiting, and a hang is killed whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = Path(__file__).resolve().parent / "multirank" / "scenarios.py"
+
+# Oversubscribed MPICH ranks should yield the core while they poll.
+MPI_ENV = {
+    "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true",
+    "MPIR_CVAR_POLLS_BEFORE_YIELD": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def mpiexec() -> str:
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        raise RuntimeError("mpiexec not found: pip install 'hpcmicro[mpich]'")
+    return exe
+
+
+class MPIRun:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def reports(self) -> list:
+        """Every JSON line a rank printed, as dicts."""
+        # Ranks share one stdout and their lines can run together, so find
+        # each report by its opening rather than by line.
+        decoder, out, text, pos = json.JSONDecoder(), [], self.stdout, 0
+        while (pos := text.find('{"rank": ', pos)) >= 0:
+            obj, end = decoder.raw_decode(text, pos)
+            out.append(obj)
+            pos = end
+        return out
+
+    def report(self) -> dict:
+        """The one report rank 0 printed."""
+        found = [r for r in self.reports() if r.get("rank") == 0]
+        if len(found) != 1:
+            raise AssertionError(f"expected one rank-0 report, got {len(found)}\n{self}")
+        return found[0]
+
+    def __str__(self):
+        return f"exit {self.returncode}\n--- stdout ---\n{self.stdout[-4000:]}\n--- stderr ---\n{self.stderr[-4000:]}"
+
+
+def run_command(argv, timeout=120, env=None, cwd=None) -> MPIRun:
+    full_env = dict(os.environ, **MPI_ENV)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
+    if env:
+        full_env.update(env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, cwd=cwd or ROOT, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout}s: {' '.join(map(str, argv))}\n"
+                             f"{MPIRun(None, out, err)}") from None
+    return MPIRun(proc.returncode, out, err)
+
+
+def run_scenario(ranks: int, name: str, timeout: float = 120, **params) -> MPIRun:
+    argv = [mpiexec(), "-n", str(ranks), sys.executable, str(SCENARIOS), name, json.dumps(params)]
+    return run_command(argv, timeout=timeout)

@@ -1,0 +1,212 @@
+"""Multi-rank scenarios. Run as ``mpiexec -n N python scenarios.py NAME JSON_PARAMS``.
+
+Every rank runs the scenario; ranks that have something to say print one JSON
+line tagged with their rank. Any exception that escapes aborts the whole MPI
+job (Runtime's abort_on_error), so a broken scenario fails fast instead of
+hanging; the tests add a timeout on top.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import operator
+import sys
+import time
+
+import numpy as np
+
+import hpcmicro as hm
+from hpcmicro.kernels import synthetic, uts
+
+
+def emit(rank, **fields):
+    print(json.dumps({"rank": rank, **fields}), flush=True)
+
+
+# -- kernels (module level: every rank has them, nothing is pickled) -----------------
+
+def square_sum(r):
+    return sum(x * x for x in r)
+
+
+def square(x):
+    return x * x
+
+
+def fp_value(r):
+    # Order-sensitive float: the sum of these depends on the combine order.
+    return sum(synthetic.order_sensitive_value(i) for i in r)
+
+
+def fp_array(r):
+    i = r.start
+    return np.array([synthetic.order_sensitive_value(i + k) for k in range(5)]) * (1.0 + i % 7)
+
+
+def tree_node(payload):
+    """A small deterministic spawn tree: node (v, depth) has v % 3 children."""
+    v, depth = payload
+    if depth < 4:
+        for k in range(v % 3):
+            hm.context().spawn((v * 7 + k + 1, depth + 1))
+    return f"{v}.{depth};"
+
+
+def tree_serial(roots):
+    out = []
+
+    def visit(p):
+        v, depth = p
+        out.append(f"{v}.{depth};")
+        if depth < 4:
+            for k in range(v % 3):
+                visit((v * 7 + k + 1, depth + 1))
+
+    for p in roots:
+        visit(p)
+    return out
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def fail_on(bad, x):
+    if x == bad:
+        raise ValueError(f"bad input {x}")
+    return x
+
+
+def matmul2(a, b):
+    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(2)) for j in range(2)) for i in range(2))
+
+
+def small_matrix(i):
+    return ((1, i % 5), (i % 3, 1))
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+def serial_equal(p):
+    n = p.get("n", 500)
+    with hm.Runtime(policy=p["policy"]) as rt:
+        squares = rt.map(square, list(range(n)))
+        total = rt.map_reduce(square_sum, hm.Range(n, 7))
+        prio = rt.map(square, [hm.Task(i, priority=i % 3) for i in range(n)])
+        roots = [(i, 0) for i in range(30)]
+        tree = rt.map(tree_node, roots)
+        concat = rt.map_reduce(tree_node, roots, op=operator.add)
+        blocks = rt.map(lambda s: (s[0].start, s[1].stop), hm.Blocks((10, 13), (3, 4)))
+        ok = {
+            "map": squares == [i * i for i in range(n)],
+            "map_reduce": total == sum(i * i for i in range(n)),
+            "priority_map": prio == [i * i for i in range(n)],
+            "tree_map": tree == tree_serial(roots),
+            "tree_concat": concat == "".join(tree_serial(roots)),
+            "blocks": blocks == [(s[0].start, s[1].stop) for s in hm.Blocks((10, 13), (3, 4))],
+        }
+        emit(rt.rank, ok=ok, size=rt.size, tree_tasks=rt.stats.tasks)
+
+
+def fp_reduce(p):
+    n = p.get("n", 3000)
+    with hm.Runtime(policy=p["policy"]) as rt:
+        total = rt.map_reduce(fp_value, hm.Range(n, 3))
+        arr = rt.map_reduce(fp_array, hm.Range(n, 3))
+        amin = rt.map_reduce(fp_array, hm.Range(n, 3), op="min")
+        emit(rt.rank, total=float(total).hex(), fsum=__import__("math").fsum(
+            synthetic.order_sensitive_value(i) for i in range(n)),
+            array=hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest(),
+            array_shape=list(arr.shape), amin=hashlib.sha256(amin.tobytes()).hexdigest())
+
+
+def skewed(p):
+    n, slow, fast, n_slow = p["n"], p["slow"], p["fast"], p["n_slow"]
+    durations = [slow if i < n_slow else fast for i in range(n)]
+    with hm.Runtime(policy=p["policy"]) as rt:
+        out = rt.map_reduce(sleep_for, durations, op="sum")
+        s = rt.stats
+        if rt.rank == 0:
+            emit(0, total=out, wall=s.wall_s, busy=s.busy_s, workers=s.workers, steals=s.steals,
+                 ideal=sum(durations) / (rt.size - 1))
+
+
+def tree_search(p):
+    params = uts.PRESETS[p["preset"]] if isinstance(uts.PRESETS, dict) else getattr(uts, p["preset"])
+    with hm.Runtime(policy=p["policy"]) as rt:
+        count = rt.map_reduce(functools.partial(uts.count_kernel, params), [uts.root(params)])
+        if rt.rank == 0:
+            emit(0, count=count, serial=uts.serial_count(params), steals=rt.stats.steals,
+                 per_worker=[w["tasks"] for w in rt.stats.workers])
+
+
+def kernel_error(p):
+    with hm.Runtime(policy=p["policy"]) as rt:
+        try:
+            rt.map(functools.partial(fail_on, p["bad"]), list(range(p["n"])))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), worker=exc.rank,
+                 host=exc.host, payload=exc.payload_repr, traceback=exc.remote_traceback)
+        # The runtime must still work after an aborted call (no stray messages).
+        after = rt.map_reduce(square, list(range(100)))
+        emit(rt.rank, after=after)
+
+
+def unpicklable(i):
+    return i
+
+
+BAD_INPUTS = {
+    "unpicklable": lambda rt: rt.map(unpicklable, [1, 2, lambda: 3, 4]),
+    "unknown_op": lambda rt: rt.map_reduce(square, [1, 2], op="average"),
+    "bad_root": lambda rt: rt.map(square, [1, 2], root=99),
+    "not_iterable": lambda rt: rt.map(square, 42),
+    "not_callable": lambda rt: rt.map("square", [1, 2]),
+    "empty_reduce": lambda rt: rt.map_reduce(square, []),
+    # Rank-dependent calls: the ranks disagree on what they called.
+    "disagree_kernel": lambda rt: rt.map(square if rt.rank % 2 else square_sum, hm.Range(10)),
+    "disagree_call": lambda rt: (rt.map if rt.rank else rt.map_reduce)(square, [1, 2]),
+    "disagree_tasks": lambda rt: rt.map(square_sum, hm.Range(10 + (rt.rank == 1))),
+    "disagree_op": lambda rt: rt.map_reduce(square, [1, 2], op="sum" if rt.rank else "max"),
+}
+
+
+def bad_input(p):
+    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+        try:
+            BAD_INPUTS[p["case"]](rt)
+            emit(rt.rank, raised=None)
+        except hm.InvalidCall as exc:
+            emit(rt.rank, raised=type(exc).__name__, message=str(exc))
+        after = rt.map_reduce(square, list(range(10)))
+        emit(rt.rank, after=after)
+
+
+def noncommutative(p):
+    n = p.get("n", 200)
+    with hm.Runtime(policy=p["policy"]) as rt:
+        prod = rt.map_reduce(small_matrix, list(range(n)), op=matmul2)
+        expected = functools.reduce(matmul2, [small_matrix(i) for i in range(n)])
+        emit(rt.rank, ok=prod == expected)
+
+
+def root_option(p):
+    with hm.Runtime() as rt:
+        target = rt.size - 1
+        m = rt.map(square, list(range(50)), root=target)
+        r = rt.map_reduce(square, list(range(50)), root=target)
+        arr = rt.map_reduce(fp_array, hm.Range(30, 2), root=target)
+        emit(rt.rank, has_map=m is not None, has_reduce=r is not None, has_array=arr is not None,
+             map_ok=(m == [i * i for i in range(50)]) if m is not None else None,
+             reduce_ok=(r == sum(i * i for i in range(50))) if r is not None else None)
+
+
+SCENARIOS = {f.__name__: f for f in (serial_equal, fp_reduce, skewed, tree_search, kernel_error,
+                                      bad_input, noncommutative, root_option)}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
