@@ -304,9 +304,10 @@ class WorkerLoop:
                 ex.stats.tasks_given += k
             self.outbox.append(((None, entries), body, Tag.TASKS))
         elif tag == Tag.ABORT:
-            self.aborted = True
-            ex.queue.clear()
-            self.last_state = None
+            if not self.aborted:  # a worker whose kernel failed has aborted itself and said so
+                self.aborted = True
+                ex.queue.clear()
+                self.last_state = None  # tell the master we dropped our work
         elif tag == Tag.STOP:
             self.stopped = True
             self.stop_error = body
