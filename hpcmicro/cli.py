@@ -1,0 +1,281 @@
+"""The ``hpcmicro`` command: run a job spec (see docs/jobspec.md).
+
+    hpcmicro --version
+    hpcmicro run JOB.toml [--policy static|steal] [--output PATH]
+    mpiexec -n 8 hpcmicro run JOB.toml
+
+Every rank parses and validates the spec before MPI is touched, so a bad spec
+fails alike everywhere: rank 0 prints ``hpcmicro: error: ...`` and every rank
+exits 2. Exit statuses: 0 done, 1 a kernel raised (or the output could not be
+written), 2 a bad command line, spec or output location.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+from datetime import datetime, timezone
+
+from . import __version__
+from .jobspec import POLICIES, JobSpec, JobSpecError, load
+
+__all__ = ["main", "launch_rank", "write_output"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Set by the launchers we know (MPICH/Hydra, PMIx, Open MPI, Slurm's srun):
+# the rank before MPI_Init, so that only rank 0 reports a bad spec.
+RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
+
+
+def launch_rank() -> int:
+    """This process's rank according to the launcher's environment (0 if none says)."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage, help, version and errors printed by rank 0 only (all ranks still exit)."""
+
+    def _print_message(self, message, file=None):
+        if launch_rank() == 0:
+            super()._print_message(message, file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpcmicro", description="MPI microtask runtime: run a job spec.")
+    parser.add_argument("--version", action="version", version=f"hpcmicro {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run a job spec (TOML) and write its result to HDF5",
+                              description="Run a job spec; rank 0 writes the result to HDF5.")
+    run.add_argument("spec", metavar="JOB.toml", help="the job spec (format: docs/jobspec.md)")
+    run.add_argument("--policy", choices=POLICIES, help="scheduling policy (overrides job.policy)")
+    run.add_argument("--output", metavar="PATH", help="HDF5 file to write (overrides job.output)")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``hpcmicro`` and ``python -m hpcmicro``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse wants to exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+    return args.handler(args)
+
+
+# -- hpcmicro run -------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    try:
+        spec = load(args.spec).with_overrides(policy=args.policy, output=args.output)
+        kernel, tasks = spec.kernel_callable(), spec.build_tasks()
+    except JobSpecError as exc:
+        return report(launch_rank(), exc, EXIT_USAGE)
+    return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output")
+
+
+def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output") -> int:
+    """Run the spec's call on every rank; rank 0 writes the output and prints a summary."""
+    import hpcmicro as hm
+
+    with hm.Runtime(policy=spec.policy) as rt:
+        rank = rt.rank
+        problem = _agree_on_output(rank, spec, output_key)
+        if problem is not None:
+            return report(rank, problem, EXIT_USAGE)
+        try:
+            if spec.call == "map":
+                result = rt.map(kernel, tasks, root=0)
+            else:
+                result = rt.map_reduce(kernel, tasks, op=spec.op, root=0)
+        except hm.TaskError as exc:  # raised on every rank alike
+            return report(rank, exc, EXIT_FAILED)
+        except hm.InvalidCall as exc:  # likewise; the spec checks should have caught it
+            return report(rank, exc, EXIT_USAGE)
+        stats = rt.stats
+    if rank != 0:
+        return EXIT_OK
+    try:
+        write_output(spec.output, spec, result, stats)
+    except Exception as exc:  # a full disk, a result that will not pickle: say so, no traceback
+        return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    _print(summary(spec, result, stats))
+    return EXIT_OK
+
+
+def _agree_on_output(rank: int, spec: JobSpec, key: str):
+    """Rank 0 checks that it can write the output; every rank learns the verdict.
+
+    Checked once MPI is up rather than on every rank beforehand: only rank 0
+    writes, and a folder that exists on one node but not another must not make
+    some ranks quit while the others wait for them.
+    """
+    problem = _output_problem(spec, key) if rank == 0 else None
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD  # the runtime works on a duplicate, so this never meets its messages
+    return comm.bcast(problem, root=0) if comm.size > 1 else problem
+
+
+def _output_problem(spec: JobSpec, key: str) -> str | None:
+    path = os.path.abspath(spec.output)
+    folder = os.path.dirname(path)
+    where = f"{spec.path}: {key}"
+    if not os.path.isdir(folder):
+        return f"{where}: folder {folder} does not exist"
+    if os.path.isdir(path):
+        return f"{where}: {spec.output} is a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{where}: folder {folder} is not writable"
+    return None
+
+
+def report(rank: int, error, status: int) -> int:
+    """Print ``hpcmicro: error: ...`` on rank 0 (no traceback); return ``status``."""
+    if rank == 0:
+        _print(f"hpcmicro: error: {error}", file=sys.stderr)
+    return status
+
+
+def _print(text: str, file=None) -> None:
+    """Print with control characters (terminal escapes) replaced, tabs and newlines kept."""
+    clean = "".join(c if c.isprintable() or c in "\n\t" else "?" for c in str(text))
+    print(clean, file=file or sys.stdout, flush=True)
+
+
+def summary(spec: JobSpec, result, stats) -> str:
+    """One line: what ran, where, how long, what came out."""
+    call = f"map_reduce({spec.op})" if spec.call == "map_reduce" else "map"
+    ranks = f"{stats.ranks} rank{'s' if stats.ranks != 1 else ''}"
+    array = _numeric(result) if spec.call == "map_reduce" else None
+    if spec.call == "map":
+        value = f"{len(result)} results"
+    elif array is None:
+        value = f"result {type(result).__name__}"
+    elif array.ndim == 0 and len(str(result)) <= 40:
+        value = f"result {result}"
+    else:
+        value = f"result {array.dtype} array {array.shape}"
+    return (f"{spec.name}: {call} over {spec.n_tasks} tasks ({stats.tasks} run) on {ranks}, "
+            f"policy {stats.policy}, {stats.wall_s:.3f} s; {value} -> {spec.output}")
+
+
+# -- HDF5 output --------------------------------------------------------------------------
+
+
+def write_output(path: str, spec: JobSpec, result, stats) -> None:
+    """Write ``result`` and the run's metadata to ``path`` atomically (temp file + rename).
+
+    Dataset ``result``: numbers and equal-shape numeric arrays are stored as a
+    native array (``map``: one row per task, in task-id order); anything else
+    is pickled, one variable-length uint8 entry per result (a scalar entry for
+    ``map_reduce``). The dataset's ``encoding`` attribute says which
+    ("native" or "pickle").
+    """
+    import h5py
+
+    path = os.path.abspath(path)
+    folder, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_result(f, spec.call, result)
+            f.attrs.update(_attributes(spec, stats))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an output is a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _attributes(spec: JobSpec, stats) -> dict:
+    return {
+        "spec": spec.text,
+        "job": spec.name,
+        "kernel": spec.kernel,
+        "args": json.dumps(spec.args, default=str),
+        "call": spec.call,
+        "op": spec.op or "",
+        "policy": stats.policy,
+        "tasks": f"{spec.tasks_source} {json.dumps(spec.tasks_value, default=str)}",
+        "ranks": stats.ranks,
+        "wall_s": stats.wall_s,
+        "hpcmicro_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stats": json.dumps(stats.as_dict(), default=str),
+    }
+
+
+def _write_result(f, call: str, result) -> None:
+    import h5py
+    import numpy as np
+
+    native = _numeric(result) if call == "map_reduce" else _stacked(result)
+    if native is not None:
+        ds = f.create_dataset("result", data=native)
+        ds.attrs["encoding"] = "native"
+        return
+    vlen = h5py.vlen_dtype(np.uint8)
+    if call == "map_reduce":
+        ds = f.create_dataset("result", shape=(), dtype=vlen)
+        ds[()] = _pickled(result)
+    else:
+        blobs = np.empty(len(result), dtype=object)
+        for i, value in enumerate(result):
+            blobs[i] = _pickled(value)
+        ds = f.create_dataset("result", data=blobs, dtype=vlen)
+    ds.attrs["encoding"] = "pickle"
+
+
+def _numeric(value):
+    """``value`` as a numpy array if it is a number or numeric array, else None."""
+    import numpy as np
+
+    if not isinstance(value, (int, float, complex, np.number, np.bool_, np.ndarray)):
+        return None
+    array = np.asarray(value)
+    return array if array.dtype.kind in "biufc" else None  # e.g. an int past 64 bits is 'O'
+
+
+def _stacked(values):
+    """The ``map`` results as one array (task axis first) if all are numeric alike, else None."""
+    import numpy as np
+
+    arrays = [_numeric(v) for v in values]
+    if any(a is None for a in arrays):
+        return None
+    if not arrays:
+        return np.empty((0,))
+    if len({a.shape for a in arrays}) != 1:
+        return None
+    return np.stack(arrays)
+
+
+def _pickled(value):
+    import numpy as np
+
+    return np.frombuffer(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
