@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 import time
 import traceback
@@ -27,7 +29,11 @@ def describe_callable(fn) -> str:
     import functools
 
     if isinstance(fn, functools.partial):
-        return f"partial({describe_callable(fn.func)}, {short_repr(fn.args, 80)}, {short_repr(fn.keywords, 80)})"
+        # Bound arguments matter (two ranks with different parameters run
+        # different jobs); a digest compares them whole without a long name.
+        text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr((fn.args, sorted(fn.keywords.items()))))  # addresses differ per rank
+        bound = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return f"partial({describe_callable(fn.func)}, args#{bound})"
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
@@ -63,6 +69,7 @@ class Runtime:
             from mpi4py import MPI
 
             base = MPI.COMM_WORLD if self._user_comm is None else self._user_comm
+            _wait_for_all(base)  # Dup is a blocking collective: don't spin while others arrive
             self.comm = base.Dup()
             self.capacities = self.comm.allgather(self.capacity)
         return self

@@ -64,10 +64,14 @@ class Executor:
         self.error: dict | None = None
         self.ctx = _context.TaskContext(rank, size, self._spawn, xp=xp)
         self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue
+        self._children: list = []
 
     def _spawn(self, child_id, payload, priority):
-        with self.lock:
-            self.queue.push(Spawned(child_id, payload, priority))
+        # Children join the queue only once their parent has returned: a task
+        # that fails (and is retried, or skipped) leaves no children behind, and
+        # a snapshot taken while it runs never holds children of a task it
+        # counts as not yet run.
+        self._children.append(Spawned(child_id, payload, priority))
 
     @property
     def mean_task_s(self) -> float:
@@ -98,12 +102,17 @@ class Executor:
                 "remote_traceback": traceback.format_exc(),
                 "exc_type": type(exc).__name__,
             }
+            self._children = []
             return False
         finally:
             self.stats.busy_s += _now() - t0
             _context._set_current(None)
         self.stats.tasks += 1
         n_children = ctx._n_children
+        if n_children:
+            with self.lock:
+                self.queue.push_many(self._children)
+            self._children = []
         self.done += 1
         self.spawned += n_children
         if self.tree is not None:
