@@ -38,7 +38,24 @@ class TaskError(HpcmicroError):
         )
 
 
-class Preempted(HpcmicroError):
-    """The run was asked to stop (SIGTERM/SIGUSR1); a checkpoint holds its progress."""
+class Preempted(HpcmicroError, SystemExit):
+    """The run was asked to stop (SIGTERM/SIGUSR1) and saved its progress.
 
-    exit_status = 75  # EX_TEMPFAIL: the batch script requeues on it
+    Raised on every rank. Left uncaught it ends the process with status 75
+    (EX_TEMPFAIL), which a batch script takes as "requeue me": it is also a
+    SystemExit whose code is 75.
+    """
+
+    exit_status = 75
+
+    def __init__(self, message: str, signum: int = 0, checkpoint: str | None = None):
+        HpcmicroError.__init__(self, message)
+        self.code = self.exit_status
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+    def __str__(self):
+        return self.args[0] if self.args else "preempted"
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.signum, self.checkpoint))

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InvalidCall
 
-__all__ = ["resolve_op", "PartialTree", "combine_collectively"]
+__all__ = ["resolve_op", "PartialTree", "combine_collectively", "deliver", "SKIPPED", "skip_aware"]
 
 
 def _is_array(x) -> bool:
@@ -62,6 +62,32 @@ def _parent_slot(node: tuple):
 
 
 _MISSING = object()
+
+
+class _Skipped:
+    """The value of a task skipped after its last retry (on_error="skip"): the
+    combine leaves it out. A singleton that survives pickling."""
+
+    def __reduce__(self):
+        return "SKIPPED"
+
+    def __repr__(self):
+        return "SKIPPED"
+
+
+SKIPPED = _Skipped()
+
+
+def skip_aware(op):
+    """``op`` that leaves SKIPPED values out (still a fixed, deterministic tree)."""
+    def combine(a, b):
+        if a is SKIPPED:
+            return b
+        if b is SKIPPED:
+            return a
+        return op(a, b)
+
+    return combine
 
 
 class PartialTree:
@@ -146,12 +172,11 @@ class PartialTree:
 # The final combine across ranks.
 
 
-def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op, root: int | None):
-    """Gather every rank's partial tree to rank 0, merge, and hand out the value.
+def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op):
+    """Gather every rank's partial tree to rank 0 and merge: the value on rank 0, None elsewhere.
 
-    Arrays travel as raw bytes through ``Gatherv``/``Bcast`` (no pickles);
-    everything else is small and pickled. Returns the value on every rank
-    (``root=None``) or on ``root`` only (None elsewhere).
+    Arrays travel as raw bytes through ``Gatherv`` (no pickles); everything
+    else is small and pickled.
     """
     lengths, scalars, arrays = {}, {}, []
     if tree is not None:
@@ -169,18 +194,13 @@ def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op, root:
         else np.empty(0, np.uint8)
     )
     counts = comm.gather(payload.size, root=0)
-    recvbuf = None
-    if comm.rank == 0:
-        recvbuf = np.empty(sum(counts), np.uint8)
-        displs = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
-        comm.Gatherv(payload, [recvbuf, counts, displs, _mpi_byte()], root=0)
-    else:
+    if comm.rank != 0:
         comm.Gatherv(payload, None, root=0)
-
-    value = None
-    if comm.rank == 0:
-        value = _merge_gathered(op, n_roots, gathered, recvbuf, counts)
-    return _deliver(comm, value, root)
+        return None
+    recvbuf = np.empty(sum(counts), np.uint8)
+    displs = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
+    comm.Gatherv(payload, [recvbuf, counts, displs, _mpi_byte()], root=0)
+    return _merge_gathered(op, n_roots, gathered, recvbuf, counts)
 
 
 def _merge_gathered(op, n_roots, gathered, recvbuf, counts):
@@ -206,8 +226,11 @@ def _merge_gathered(op, n_roots, gathered, recvbuf, counts):
     return final.result
 
 
-def _deliver(comm, value, root):
-    """Rank 0 holds ``value``; give it to everyone or to ``root``."""
+def deliver(comm, value, root):
+    """Rank 0 holds ``value``; give it to every rank (``root=None``) or to ``root`` only.
+
+    NumPy arrays go by ``Bcast`` of their buffer, anything else pickled.
+    """
     if root is None:
         kind = comm.bcast(_array_meta(value) if comm.rank == 0 else None, root=0)
         if kind is None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import pickle
 import re
 import sys
 import time
@@ -10,11 +13,14 @@ import traceback
 
 import numpy
 
-from .errors import InvalidCall, TaskError
+from . import signals
+from .checkpoint import CallState, CheckpointError, job_identity, read_checkpoint
+from .checkpoint_writer import CheckpointWriter
+from .errors import InvalidCall, Preempted, TaskError
 from .master import Master, run_master
 from .policies import get_policy
-from .protocol import Backoff
-from .reduce import combine_collectively, resolve_op
+from .protocol import Backoff, Stop
+from .reduce import SKIPPED, combine_collectively, deliver, resolve_op, skip_aware
 from .stats import CallStats
 from .tasks import DECOMPOSITIONS, TaskSource, short_repr
 from .worker import Executor, WorkerLoop
@@ -22,12 +28,11 @@ from .worker import Executor, WorkerLoop
 __all__ = ["Runtime"]
 
 MASTER = 0
+ON_ERROR = ("raise", "skip")
 
 
 def describe_callable(fn) -> str:
     """A name for a kernel that is the same on every rank running the same code."""
-    import functools
-
     if isinstance(fn, functools.partial):
         # Bound arguments matter (two ranks with different parameters run
         # different jobs); a digest compares them whole without a long name.
@@ -46,22 +51,40 @@ class Runtime:
     ``abort_on_error``: an exception that leaves the ``with`` block on one rank
     only (not one hpcmicro raised on every rank) aborts the MPI job, because the
     other ranks would otherwise wait for it forever.
+
+    Fault tolerance: ``checkpoint`` (an HDF5 path) with ``checkpoint_every``
+    seconds; ``resume=False`` ignores an existing checkpoint and starts afresh.
+    ``retries``: extra tries for a task that raises; ``on_error``: "raise"
+    (TaskError) or "skip" (record and go on). ``task_timeout``: a task running
+    longer is handed to another worker. ``preempt_grace``: seconds running
+    tasks get to finish after SIGTERM/SIGUSR1 before the final checkpoint.
     """
 
-    def __init__(self, comm=None, policy="steal", capacity: float = 1.0, abort_on_error: bool = True):
+    def __init__(self, comm=None, policy="steal", capacity: float = 1.0, abort_on_error: bool = True,
+                 checkpoint=None, checkpoint_every: float = 60.0, resume: bool = True,
+                 retries: int = 0, on_error: str = "raise", task_timeout: float | None = None,
+                 preempt_grace: float = 10.0):
         self.policy = get_policy(policy)
-        try:
-            capacity = float(capacity)
-        except (TypeError, ValueError):
-            raise InvalidCall(f"capacity must be a positive number, got {capacity!r}") from None
-        if not capacity > 0:
-            raise InvalidCall(f"capacity must be a positive number, got {capacity!r}")
-        self.capacity = capacity
+        self.capacity = _positive(capacity, "capacity")
         self.abort_on_error = abort_on_error
+        self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = _positive(checkpoint_every, "checkpoint_every")
+        self.resume = bool(resume)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidCall(f"retries must be an integer >= 0, got {retries!r}")
+        self.retries = retries
+        if on_error not in ON_ERROR:
+            raise InvalidCall(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+        self.on_error = on_error
+        self.task_timeout = None if task_timeout is None else _positive(task_timeout, "task_timeout")
+        self.preempt_grace = _positive(preempt_grace, "preempt_grace", allow_zero=True)
         self._user_comm = comm
         self.comm = None
         self.stats: CallStats | None = None
         self._calls = 0
+        self._stored: list[CallState] = []  # calls found in the checkpoint at open()
+        self._done: list[CallState] = []  # calls of this run, complete, for the next checkpoint
+        self._writer = None
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> "Runtime":
@@ -72,10 +95,28 @@ class Runtime:
             _wait_for_all(base)  # Dup is a blocking collective: don't spin while others arrive
             self.comm = base.Dup()
             self.capacities = self.comm.allgather(self.capacity)
+            signals.install()
+            self._load_checkpoint()
         return self
+
+    def _load_checkpoint(self) -> None:
+        error = None
+        if self.checkpoint and self.comm.rank == MASTER:
+            self._writer = CheckpointWriter(self.checkpoint)
+            if self.resume and os.path.exists(self.checkpoint):
+                try:
+                    _, self._stored = read_checkpoint(self.checkpoint)
+                except CheckpointError as exc:
+                    error = f"{exc}; pass resume=False (CLI: --fresh) to start afresh"
+        error = self.comm.bcast(error, root=MASTER)
+        if error:
+            raise CheckpointError(error)
 
     def close(self) -> None:
         if self.comm is not None:
+            if self._writer is not None:
+                self._writer.close()
+            signals.uninstall()
             self.comm.Free()
             self.comm = None
 
@@ -118,82 +159,195 @@ class Runtime:
     def _call(self, kind, kernel, tasks, op, root):
         comm = self.open().comm
         t0 = time.perf_counter()
+        index = self._calls
         self._calls += 1
-        source, error, op_fn, n_roots = None, None, None, None
+        source, error, op_fn, n_roots, identity, stored = None, None, None, None, None, None
+        op_name = None
         try:
             if not callable(kernel):
                 raise InvalidCall(f"kernel must be callable, got {short_repr(kernel)}")
             if kind == "map_reduce":
                 op_name, op_fn = resolve_op(op)
-            else:
-                op_name = None
+                if self.on_error == "skip":
+                    op_fn = skip_aware(op_fn)
             if root is not None and not (isinstance(root, int) and 0 <= root < comm.size):
                 raise InvalidCall(f"root must be None or a rank in [0, {comm.size}), got {root!r}")
             if comm.rank == MASTER:
                 source = TaskSource(tasks)
-                source.check_picklable()
+                tasks_digest = source.check_picklable()
                 n_roots = source.n
                 if kind == "map_reduce" and n_roots == 0:
                     raise InvalidCall("map_reduce over no tasks has no value")
+                identity = job_identity(kind, describe_callable(kernel), tasks_digest, op_name,
+                                        {"on_error": self.on_error})
+                stored = self._stored_call(index, identity)
             elif isinstance(tasks, DECOMPOSITIONS):
                 n_roots = len(tasks)
-        except InvalidCall as exc:
-            error = str(exc)
+        except (InvalidCall, CheckpointError) as exc:
+            error = (type(exc).__name__, str(exc))
             op_name = repr(op)
         signature = (kind, describe_callable(kernel), op_name, TaskSource.describe(tasks), root, self.policy.name)
         _wait_for_all(comm)
-        seen = comm.allgather((signature, error, n_roots))
+        seen = comm.allgather((signature, error, n_roots, stored is not None and stored.complete))
         _check_agreement(seen)
-        n_roots = seen[MASTER][2]
+        n_roots, replay = seen[MASTER][2], seen[MASTER][3]
+        if replay:
+            return self._replay(kind, stored, root, t0)
 
         mode = "reduce" if kind == "map_reduce" else "map"
         decomposition = tasks if isinstance(tasks, DECOMPOSITIONS) else None
         if comm.size == 1:
-            return self._call_in_process(kind, kernel, source, decomposition, mode, op_fn, n_roots, t0)
+            return self._call_in_process(kind, kernel, source, decomposition, mode, op_fn, n_roots, t0,
+                                         index, identity, stored)
 
         executor, master = None, None
+
+        def finish(stop):
+            """The end of the call on every rank: statistics, then the result or the error."""
+            _wait_for_all(comm)
+            worker_stats = comm.allgather(executor.stats.as_dict() if executor else None)
+            info = comm.bcast((time.perf_counter() - t0, master.created, master.steals_brokered,
+                               master.messages, master.failed) if master else None, root=MASTER)
+            stats = CallStats(kind, self.policy.name, comm.size, info[1], info[0], info[2], info[3],
+                              [w for w in worker_stats if w is not None], failed=info[4])
+            if stop.kind == "error":
+                return stats, TaskError(**stop.info), None
+            if stop.kind == "preempted":
+                return stats, self._preempted(stop.info, index), None
+            if mode == "reduce":
+                tree = master.tree if master else executor.tree
+                full = combine_collectively(comm, tree, n_roots, op_fn)
+                if full is SKIPPED:
+                    full = None
+            else:
+                full = _ordered_results(master, n_roots) if master else None
+            return stats, None, full
+
         if comm.rank == MASTER:
-            workers = list(range(1, comm.size))
-            master = Master(source.runs(), self.policy, workers, self.capacities[1:], mode)
-            run_master(comm, master)
-            stop_error = master.error
+            master = Master(source.runs(), self.policy, list(range(1, comm.size)), self.capacities[1:], mode,
+                            op=op_fn, n_roots=n_roots, resume=stored, payload_runs=source.payloads,
+                            preempt_grace_s=self.preempt_grace)
+
+            def on_checkpoint(state):
+                self._writer.submit(self._done + [self._label(state, index, identity)])
+
+            run_master(comm, master, self.checkpoint_every if self._writer else None,
+                       on_checkpoint if self._writer else None)
+            if master.stop.kind == "preempted" and self._writer is not None:
+                self._writer.write_now(self._done + [self._label(master.checkpoint, index, identity)])
+            stats, exc, full = finish(master.stop)
+            if exc is None and self._writer is not None:
+                done = CallState(index=index, identity=identity, kind=kind, n_roots=n_roots, complete=True,
+                                 result=full, created=master.created, finished=master.finished,
+                                 failed=list(master.failed))
+                self._done.append(done)
+                self._writer.write_now(self._done)
         else:
-            executor = Executor(kernel, mode, decomposition, n_roots, op_fn, comm.rank, comm.size, numpy)
-            loop = WorkerLoop(comm, executor, self.policy, MASTER)
-            loop.run()
-            stop_error = loop.stop_error
+            executor = Executor(kernel, mode, decomposition, n_roots, op_fn, comm.rank, comm.size, numpy,
+                                retries=self.retries, on_error=self.on_error)
+            loop = WorkerLoop(comm, executor, self.policy, MASTER, task_timeout=self.task_timeout)
+            stats, exc, full = loop.run(finish)
+        self.stats = stats
+        if exc is not None:
+            raise exc
+        return deliver(comm, full, root)
 
-        _wait_for_all(comm)
-        worker_stats = comm.allgather(executor.stats.as_dict() if executor else None)
-        wall = comm.bcast(time.perf_counter() - t0 if master else None, root=MASTER)
-        info = comm.bcast((master.created, master.steals_brokered, master.messages) if master else None, root=MASTER)
-        self.stats = CallStats(kind, self.policy.name, comm.size, info[0], wall, info[1], info[2],
-                               [w for w in worker_stats if w is not None])
-        if stop_error is not None:
-            raise TaskError(**stop_error)
-        if mode == "reduce":
-            return combine_collectively(comm, executor.tree if executor else None, n_roots, op_fn, root)
-        ordered = _ordered_results(master, n_roots) if master else None
-        return _deliver_object(comm, ordered, root)
+    # -- checkpoints -----------------------------------------------------------------
+    def _stored_call(self, index, identity) -> CallState | None:
+        """This call's entry in the loaded checkpoint, checked to be the same job."""
+        if index >= len(self._stored):
+            return None
+        state = self._stored[index]
+        if state.identity != identity:
+            raise CheckpointError(
+                f"{self.checkpoint}: call {index} in the checkpoint belongs to a different job "
+                f"(kernel, tasks, op or on_error differ); pass resume=False (CLI: --fresh) to start afresh"
+            )
+        return state
 
-    def _call_in_process(self, kind, kernel, source, decomposition, mode, op_fn, n_roots, t0):
-        ex = Executor(kernel, mode, decomposition, n_roots, op_fn, 0, 1, numpy)
-        ex.queue.push_many(source.runs())
-        ok = ex.run_all()
+    @staticmethod
+    def _label(state: CallState, index, identity) -> CallState:
+        state.index, state.identity = index, identity
+        return state
+
+    def _replay(self, kind, stored, root, t0):
+        """A call that completed before the restart: hand out its stored result."""
+        comm = self.comm
+        if comm.rank == MASTER:
+            self._done.append(stored)
+        self.stats = CallStats(kind, self.policy.name, comm.size, 0, time.perf_counter() - t0, restored=True,
+                               failed=list(stored.failed) if stored is not None else [])
+        self.stats = comm.bcast(self.stats, root=MASTER)
+        return deliver(comm, stored.result if stored is not None else None, root)
+
+    def _preempted(self, signum, index) -> Preempted:
+        where = f"progress saved in {self.checkpoint} (call {index})" if self.checkpoint else \
+            "no checkpoint was configured, progress is lost"
+        name = _signal_name(signum)
+        return Preempted(f"preempted by {name}: {where}; exit status 75", signum, self.checkpoint)
+
+    # -- one rank --------------------------------------------------------------------
+    def _call_in_process(self, kind, kernel, source, decomposition, mode, op_fn, n_roots, t0,
+                         index, identity, stored):
+        ex = Executor(kernel, mode, decomposition, n_roots, op_fn, 0, 1, numpy,
+                      retries=self.retries, on_error=self.on_error)
+        master = Master(source.runs(), self.policy, [], [], mode, op=op_fn, n_roots=n_roots, resume=stored,
+                        payload_runs=source.payloads)
+        ex.queue.push_many(master.pool.entries() if self.policy.balances else master._static_entries)
+        if master.tree is not None:
+            ex.tree = master.tree
+
+        def cut() -> CallState:
+            """Everything finished so far into the master's books; the queue is what is pending."""
+            roots, spawned = ex.take_results()
+            master.root_segments.extend(roots)
+            master.spawned_results.extend(spawned)
+            master.failed.extend(ex.take_failed())
+            return self._label(master._cut(ex.pending_entries()), index, identity)
+
+        next_checkpoint = time.monotonic() + self.checkpoint_every
+        while ex.queue:
+            if signals.requested():
+                if self._writer is not None:
+                    self._writer.write_now(self._done + [cut()])
+                raise self._preempted(signals.requested(), index)
+            if self._writer is not None and time.monotonic() >= next_checkpoint:
+                self._writer.submit(self._done + [cut()])
+                next_checkpoint = time.monotonic() + self.checkpoint_every
+            if not ex.run_one():
+                raise TaskError(**ex.error)
+        cut()
         ex.stats.wall_s = time.perf_counter() - t0
-        self.stats = CallStats(kind, self.policy.name, 1, ex.done, ex.stats.wall_s, workers=[ex.stats.as_dict()])
-        if not ok:
-            raise TaskError(**ex.error)
+        self.stats = CallStats(kind, self.policy.name, 1, ex.stats.tasks, ex.stats.wall_s,
+                               workers=[ex.stats.as_dict()], failed=list(master.failed))
         if mode == "reduce":
-            return ex.tree.result
-        roots, spawned = ex.take_results()
-        fake = _Collected(roots, spawned, ex.done)
-        return _ordered_results(fake, n_roots)
+            value = None if ex.tree.result is SKIPPED else ex.tree.result
+        else:
+            value = _ordered_results(master, n_roots)
+        if self._writer is not None:
+            self._done.append(CallState(index=index, identity=identity, kind=kind, n_roots=n_roots, complete=True,
+                                        result=value, failed=list(master.failed)))
+            self._writer.write_now(self._done)
+        return value
 
 
-class _Collected:
-    def __init__(self, roots, spawned, created):
-        self.root_segments, self.spawned_results, self.created = roots, spawned, created
+def _positive(value, name, allow_zero=False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidCall(f"{name} must be a positive number, got {value!r}") from None
+    if not (value > 0 or (allow_zero and value == 0)):
+        raise InvalidCall(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def _signal_name(signum) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _ordered_results(master, n_roots) -> list:
@@ -204,11 +358,8 @@ def _ordered_results(master, n_roots) -> list:
         values[start : start + len(vals)] = vals
         filled += len(vals)
     spawned = master.spawned_results
-    if filled != n_roots or n_roots + len(spawned) != master.created:
-        raise RuntimeError(
-            f"internal error: {filled} of {n_roots} root results and {len(spawned)} of "
-            f"{master.created - n_roots} spawned results arrived"
-        )
+    if filled != n_roots:
+        raise RuntimeError(f"internal error: {filled} of {n_roots} root results arrived")
     if not spawned:
         return values
     spawned.sort(key=lambda item: item[0])
@@ -219,18 +370,6 @@ def _ordered_results(master, n_roots) -> list:
             out.append(spawned[j][1])
             j += 1
     return out
-
-
-def _deliver_object(comm, value, root):
-    if root is None:
-        return comm.bcast(value, root=MASTER)
-    if root == MASTER:
-        return value if comm.rank == MASTER else None
-    if comm.rank == MASTER:
-        comm.send(value, dest=root, tag=78)
-    elif comm.rank == root:
-        return comm.recv(source=MASTER, tag=78)
-    return None
 
 
 def _wait_for_all(comm) -> None:
@@ -248,13 +387,14 @@ def _wait_for_all(comm) -> None:
 
 
 def _check_agreement(seen) -> None:
-    """Raise the same InvalidCall on every rank if any rank had bad input or a different call."""
-    for rank, (_, error, _) in enumerate(seen):
+    """Raise the same error on every rank if any rank had bad input or a different call."""
+    for rank, (_, error, _, _) in enumerate(seen):
         if error is not None:
-            raise InvalidCall(f"rank {rank}: {error}")
+            cls = CheckpointError if error[0] == "CheckpointError" else InvalidCall
+            raise cls(f"rank {rank}: {error[1]}")
     reference = seen[MASTER][0]
     fields = ("call", "kernel", "op", "tasks", "root", "policy")
-    for rank, (sig, _, _) in enumerate(seen):
+    for rank, (sig, _, _, _) in enumerate(seen):
         if sig != reference:
             diffs = [f"{f}: rank 0 {a!r} vs rank {rank} {b!r}" for f, a, b in zip(fields, reference, sig) if a != b]
             raise InvalidCall("ranks disagree on the call: " + "; ".join(diffs))

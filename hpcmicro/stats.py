@@ -17,6 +17,8 @@ class CallStats:
     steals_brokered: int = 0
     master_messages: int = 0
     workers: list = field(default_factory=list)  # one dict per worker rank (WorkerStats.as_dict)
+    failed: list = field(default_factory=list)  # [(task_id, traceback)] skipped under on_error="skip"
+    restored: bool = False  # the call had completed before a restart; its result came from the checkpoint
 
     @property
     def steals(self) -> int:
@@ -42,7 +44,8 @@ class CallStats:
             "kind": self.kind, "policy": self.policy, "ranks": self.ranks, "tasks": self.tasks,
             "wall_s": self.wall_s, "steals": self.steals, "steals_brokered": self.steals_brokered,
             "master_messages": self.master_messages, "efficiency": self.efficiency,
-            "workers": self.workers,
+            "workers": self.workers, "failed": [[list(t), tb] for t, tb in self.failed],
+            "restored": self.restored,
         }
 
     def __str__(self):

@@ -13,6 +13,7 @@ the run.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 from dataclasses import dataclass
@@ -258,13 +259,16 @@ class TaskSource:
         except TypeError:
             return type(tasks).__name__
 
-    def check_picklable(self) -> None:
-        """Raise InvalidCall naming the first payload that cannot be pickled."""
+    def check_picklable(self) -> str:
+        """Raise InvalidCall naming the first payload that cannot be pickled.
+
+        Returns a digest of the tasks (part of a checkpoint's job identity).
+        """
         if self.payloads is None:
-            return
+            return repr(self.decomposition)
         try:
-            pickle.dumps(self.payloads, protocol=pickle.HIGHEST_PROTOCOL)
-            return
+            blob = pickle.dumps((self.payloads, self.priorities), protocol=pickle.HIGHEST_PROTOCOL)
+            return hashlib.sha256(blob).hexdigest()
         except Exception:
             pass
         for i, p in enumerate(self.payloads):
@@ -275,6 +279,7 @@ class TaskSource:
                     f"payload of task ({i},) cannot be pickled to send to a worker: "
                     f"{type(exc).__name__}: {exc}; payload {short_repr(p)}"
                 ) from None
+        raise InvalidCall("the task list cannot be pickled")
 
     def runs(self) -> list[RootRun]:
         """All root tasks as runs of equal priority, in id order."""

@@ -16,11 +16,12 @@ from contextlib import nullcontext
 
 import numpy
 
+from . import signals
 from . import taskcontext as _context
 from .protocol import Backoff, Report, State, Tag
-from .reduce import PartialTree
+from .reduce import SKIPPED, PartialTree
 from .taskqueue import TaskQueue
-from .tasks import Spawned, short_repr
+from .tasks import RootRun, Spawned, short_repr
 
 __all__ = ["Executor", "WorkerLoop", "WorkerStats"]
 
@@ -29,7 +30,7 @@ _now = time.perf_counter
 
 class WorkerStats:
     __slots__ = ("rank", "tasks", "busy_s", "idle_s", "wall_s", "steals_given", "tasks_given",
-                 "steals_received", "tasks_received", "requests", "messages_sent")
+                 "steals_received", "tasks_received", "requests", "messages_sent", "retries", "hung")
 
     def __init__(self, rank):
         self.rank = rank
@@ -38,6 +39,7 @@ class WorkerStats:
         self.steals_given = self.tasks_given = 0
         self.steals_received = self.tasks_received = 0
         self.requests = self.messages_sent = 0
+        self.retries = self.hung = 0
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -48,23 +50,35 @@ class Executor:
 
     ``mode`` is "map" (keep every result, for shipping to the master) or
     "reduce" (fold results into a PartialTree at once, keep nothing else).
+    A kernel that raises is tried ``retries`` more times (sleeping
+    ``retry_backoff_s``, doubling); after the last try, ``on_error="raise"``
+    ends the call with a TaskError and ``"skip"`` records the failure and goes
+    on (the task's result is None in ``map`` and leaves the reduction).
     """
 
-    def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy):
+    def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy,
+                 retries=0, on_error="raise", retry_backoff_s=0.05):
         self.kernel = kernel
         self.mode = mode
         self.decomposition = decomposition
         self.queue = TaskQueue()
-        self.tree = PartialTree(op, n_roots) if mode == "reduce" else None
+        self.tree = PartialTree(op, n_roots) if mode == "reduce" else None  # op: skip_aware for "skip"
         self.root_segments: list = []  # [[start, [values...]], ...] for map
         self.spawned_results: list = []  # [(task_id, value), ...] for map
+        self.failed: list = []  # [(task_id, traceback)] skipped since the last report
         self.done = 0
         self.spawned = 0
         self.stats = WorkerStats(rank)
         self.error: dict | None = None
+        self.retries = retries
+        self.on_error = on_error
+        self.retry_backoff_s = retry_backoff_s
         self.ctx = _context.TaskContext(rank, size, self._spawn, xp=xp)
-        self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue
+        self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue and results
         self._children: list = []
+        self.current = None  # the entry of the task running now (for snapshots, hand-backs)
+        self.current_started = 0.0  # monotonic start of its current attempt
+        self.retired = False  # set by the mailbox when the running task overran its timeout
 
     def _spawn(self, child_id, payload, priority):
         # Children join the queue only once their parent has returned: a task
@@ -78,40 +92,68 @@ class Executor:
         return self.stats.busy_s / self.stats.tasks if self.stats.tasks else 0.0
 
     def run_one(self) -> bool:
-        """Run the front task. Return False if it raised (``self.error`` says why)."""
+        """Run the front task. Return False if it failed for good under on_error="raise"."""
         with self.lock:
             if not self.queue:  # a steal took it meanwhile
                 return True
             task_id, payload, priority, run = self.queue.pop()
+            if run is None:
+                self.current = Spawned(task_id, payload, priority)
+            else:
+                self.current = RootRun(task_id[0], task_id[0] + 1, priority, run.payloads, run.first)
+            self.current_started = time.monotonic()
         if run is not None and run.payloads is None:
             payload = self.decomposition.payload(task_id[0])
-        ctx = self.ctx
-        ctx.task_id = task_id
-        ctx._n_children = 0
-        ctx._priority = priority
-        _context._set_current(ctx)
-        t0 = _now()
-        try:
-            value = self.kernel(payload)
-        except Exception as exc:
-            self.error = {
-                "task_id": task_id,
-                "payload_repr": short_repr(payload),
-                "rank": ctx.rank,
-                "host": socket.gethostname(),
-                "remote_traceback": traceback.format_exc(),
-                "exc_type": type(exc).__name__,
-            }
-            self._children = []
-            return False
-        finally:
-            self.stats.busy_s += _now() - t0
-            _context._set_current(None)
+        ok, value = self._attempts(task_id, payload, priority)
+        with self.lock:
+            self.current = None
+            if self.retired:  # handed to another worker meanwhile: its result would count twice
+                self._children = []
+                return True
+            if not ok:
+                if self.on_error != "skip":
+                    self.error = value
+                    return False
+                self.failed.append((task_id, value["remote_traceback"]))
+                value = SKIPPED if self.tree is not None else None
+            self._record(task_id, value)
+        return True
+
+    def _attempts(self, task_id, payload, priority):
+        ctx, error = self.ctx, None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+                self.current_started = time.monotonic()
+            ctx.task_id = task_id
+            ctx._n_children = 0
+            ctx._priority = priority
+            _context._set_current(ctx)
+            t0 = _now()
+            try:
+                return True, self.kernel(payload)
+            except Exception as exc:
+                self._children = []
+                error = {
+                    "task_id": task_id,
+                    "payload_repr": short_repr(payload),
+                    "rank": ctx.rank,
+                    "host": socket.gethostname(),
+                    "remote_traceback": traceback.format_exc(),
+                    "exc_type": type(exc).__name__,
+                }
+            finally:
+                self.stats.busy_s += _now() - t0
+                _context._set_current(None)
+        return False, error
+
+    def _record(self, task_id, value) -> None:
+        """Count the task, queue its children, keep its result (caller holds the lock)."""
         self.stats.tasks += 1
-        n_children = ctx._n_children
+        n_children = len(self._children)
         if n_children:
-            with self.lock:
-                self.queue.push_many(self._children)
+            self.queue.push_many(self._children)
             self._children = []
         self.done += 1
         self.spawned += n_children
@@ -125,7 +167,6 @@ class Executor:
                 segs.append([i, [value]])
         else:
             self.spawned_results.append((task_id, value))
-        return True
 
     def run_all(self) -> bool:
         """Run until the queue is empty (single-rank calls). False on a kernel error."""
@@ -140,17 +181,41 @@ class Executor:
         self.root_segments, self.spawned_results = [], []
         return out
 
+    def take_failed(self) -> tuple:
+        out, self.failed = tuple(self.failed), []
+        return out
+
+    def take_tree_part(self):
+        """Hand over the completed blocks (and the known lengths) of the combine tree."""
+        if self.tree is None:
+            return None
+        blocks, self.tree.blocks = self.tree.blocks, {}
+        return self.tree.shippable_lengths(), blocks
+
+    def pending_entries(self) -> list:
+        """Tasks not run yet: the queue, and the task running now (for snapshots)."""
+        entries = [e.packed() for e in self.queue.entries()]
+        if self.current is not None:
+            entries.append(self.current.packed())
+        return entries
+
 
 class WorkerLoop:
     """The message loop of one worker rank for one call.
 
     Two threads. The main thread runs kernels; a mailbox thread does all MPI
     traffic: it sends the reports the main thread queues, and answers steals,
-    new tasks, ABORT and STOP at once, even while a long kernel runs (a steal
-    that waited for the victim's current task would leave the thief idle for
-    that task's whole duration). Pure-Python kernels hold the GIL, but Python
-    hands it over every few milliseconds, so steals are answered within that.
-    ``cond`` guards the queue and the flags both threads read.
+    new tasks, snapshots, DRAIN, ABORT and STOP at once, even while a long
+    kernel runs (a steal that waited for the victim's current task would leave
+    the thief idle for that task's whole duration). Pure-Python kernels hold
+    the GIL, but Python hands it over every few milliseconds, so messages are
+    answered within that. ``cond`` guards the queue, the results and the flags
+    both threads read.
+
+    The mailbox thread also runs the end of the call (``finish``: the final
+    collectives), so that a rank whose kernel hangs past ``task_timeout`` does
+    not hold up the other ranks; its main thread rejoins when the kernel
+    returns.
     """
 
     # How often a busy worker tells the master its queue length and progress.
@@ -158,11 +223,12 @@ class WorkerLoop:
     # The longest the mailbox thread sleeps between looks at its mailbox.
     MAILBOX_BACKOFF_S = 0.001
 
-    def __init__(self, comm, executor: Executor, policy, master: int = 0):
+    def __init__(self, comm, executor: Executor, policy, master: int = 0, task_timeout: float | None = None):
         self.comm = comm
         self.ex = executor
         self.policy = policy
         self.master = master
+        self.task_timeout = task_timeout
         self.cond = threading.Condition()
         executor.lock = self.cond
         self.outbox: deque = deque()
@@ -172,42 +238,48 @@ class WorkerLoop:
         self.last_state = None
         self.acks: list = []
         self.aborted = False
+        self.draining = False
         self.stopped = False
-        self.stop_error = None
+        self.stop = None
+        self.signal_sent = False
         self.mailbox_error: BaseException | None = None
+        self.outcome = None
         self.last_status = _now()
 
     # -- main thread -----------------------------------------------------------------
-    def run(self) -> None:
-        ex = self.ex
+    def run(self, finish):
+        """Run the call; ``finish(stop)`` runs on the mailbox thread after STOP. Returns its value."""
         t_start = _now()
+        self._finish = finish
         mailbox = threading.Thread(target=self._mailbox, name="hpcmicro-mailbox", daemon=True)
         mailbox.start()
-        try:
-            self._work()
-        finally:
-            if self.mailbox_error is None and not self.stopped:
-                # Only reached if the main thread failed: let the exception
-                # propagate (the Runtime aborts the job).
-                pass
-            else:
-                mailbox.join()
+        self._work()
+        self.ex.stats.wall_s = _now() - t_start
+        mailbox.join()
         if self.mailbox_error is not None:
             raise RuntimeError("hpcmicro worker mailbox thread failed") from self.mailbox_error
-        ex.stats.wall_s = _now() - t_start
+        return self.outcome
 
     def _work(self) -> None:
         ex, cond = self.ex, self.cond
         while True:
             with cond:
-                if self.aborted and (ex.root_segments or ex.spawned_results):
-                    ex.take_results()  # the call is aborted: these go nowhere
                 if self.stopped or self.mailbox_error is not None:
                     return
-                if not ex.queue or self.aborted:
+                if ex.retired:
+                    cond.wait(0.05)  # all our work went to others; wait for the end of the call
+                    continue
+                if self.aborted:
+                    ex.take_results()  # the call is aborted: these go nowhere
+                wait_state = None
+                if self.aborted or not ex.queue:
+                    wait_state = State.IDLE
+                elif self.draining:
+                    wait_state = State.DRAINED
+                if wait_state is not None:
                     # Nothing to run: say so once (again after each change), then wait.
-                    if self.last_state != State.IDLE or (self.acks and not self.requested):
-                        self._report(State.IDLE)
+                    if self.last_state != wait_state or (self.acks and not self.requested):
+                        self._report(wait_state)
                     t0 = _now()
                     cond.wait(0.05)
                     ex.stats.idle_s += _now() - t0
@@ -226,7 +298,7 @@ class WorkerLoop:
                     self.aborted = True  # the master will ABORT everyone
                     self._report(State.IDLE)
                     return
-                if self.aborted or self.stopped:
+                if self.aborted or self.stopped or self.draining or ex.retired:
                     return
                 queued = len(ex.queue)
                 if policy.balances and not self.requested and (queued == 0 or queued * ex.mean_task_s < low_water):
@@ -236,22 +308,26 @@ class WorkerLoop:
                 if _now() - self.last_status >= self.STATUS_INTERVAL_S:
                     self._report(State.BUSY)
 
-    def _report(self, state) -> None:
-        """Queue a report for the mailbox thread (caller holds ``cond``)."""
+    # -- reports (either thread, holding cond) ---------------------------------------
+    def _make_report(self, state, snapshot=None, handback=None, signal=0) -> Report:
         ex = self.ex
         results = ex.take_results() if ex.mode == "map" else None
         error, ex.error = ex.error, None
         rep = Report(state, self.seq_seen, ex.done, ex.spawned, len(ex.queue), ex.mean_task_s,
-                     results, tuple(self.acks), self.aborted, error)
+                     results, tuple(self.acks), self.aborted, error, ex.take_failed(), snapshot, handback, signal)
         ex.done = ex.spawned = 0
         self.acks.clear()
-        self.outbox.append((rep, self.master, Tag.REPORT))
+        return rep
+
+    def _report(self, state, **extra) -> None:
+        """Queue a report for the mailbox thread to send."""
+        self.outbox.append((self._make_report(state, **extra), self.master, Tag.REPORT))
         self.outbox_ready.set()
         self.last_state = state
         self.last_status = _now()
-        if state != State.BUSY:
+        if state in (State.LOW, State.IDLE):
             self.requested = True
-            ex.stats.requests += 1
+            self.ex.stats.requests += 1
 
     # -- mailbox thread --------------------------------------------------------------
     def _mailbox(self) -> None:
@@ -261,10 +337,7 @@ class WorkerLoop:
         backoff = Backoff(tmax=self.MAILBOX_BACKOFF_S)
         try:
             while True:
-                while self.outbox:
-                    obj, dest, tag = self.outbox.popleft()
-                    pending.append(comm.isend(obj, dest=dest, tag=tag))
-                    self.ex.stats.messages_sent += 1
+                self._flush(pending)
                 msg = comm.improbe(status=status)
                 if msg is not None:
                     backoff.reset()
@@ -275,19 +348,46 @@ class WorkerLoop:
                     if self.stopped:
                         break
                     continue
+                self._watch()
                 if len(pending) > 64 and MPI.Request.Testall(pending):
                     pending.clear()
-                self.outbox_ready.wait(backoff.tval)
+                self.outbox_ready.wait(backoff.advance())
                 self.outbox_ready.clear()
-                backoff.tval = min(backoff.tmax, max(backoff.tmin, backoff.tval * 2.0))
-            while self.outbox:  # nothing is queued after STOP, but never drop a message
-                obj, dest, tag = self.outbox.popleft()
-                pending.append(comm.isend(obj, dest=dest, tag=tag))
+            self._flush(pending)
             MPI.Request.Waitall(pending)
+            self.outcome = self._finish(self.stop)
         except BaseException as exc:  # surface it in the main thread instead of hanging
             self.mailbox_error = exc
+        finally:
             with self.cond:
+                self.stopped = True
                 self.cond.notify()
+
+    def _flush(self, pending) -> None:
+        while self.outbox:
+            obj, dest, tag = self.outbox.popleft()
+            pending.append(self.comm.isend(obj, dest=dest, tag=tag))
+            self.ex.stats.messages_sent += 1
+
+    def _watch(self) -> None:
+        """Things the mailbox notices on its own: a preemption signal, a hung kernel."""
+        if not self.signal_sent and signals.requested():
+            with self.cond:
+                self.signal_sent = True
+                self._report(State.BUSY, signal=signals.requested())
+        ex = self.ex
+        if self.task_timeout and ex.current is not None and not ex.retired and not self.aborted:
+            if time.monotonic() - ex.current_started > self.task_timeout:
+                with self.cond:
+                    if ex.current is None or ex.retired:
+                        return
+                    # Hand everything back; the late result will be discarded.
+                    ex.retired = True
+                    ex.stats.hung += 1
+                    entries = ex.pending_entries()
+                    ex.queue.clear()
+                    handback = (entries, ex.take_tree_part())
+                    self._report(State.RETIRED, handback=handback)
 
     def _handle(self, tag, source, body) -> None:
         """Act on one message (mailbox thread, holding ``cond``)."""
@@ -306,12 +406,18 @@ class WorkerLoop:
             self.requested = False
             self.last_state = None  # whatever we said before is stale
         elif tag == Tag.STEAL:
-            k = 0 if self.aborted else len(ex.queue) // 2
+            k = 0 if (self.aborted or self.draining or ex.retired) else len(ex.queue) // 2
             entries = [e.packed() for e in ex.queue.take_back(k)] if k else []
             if entries:
                 ex.stats.steals_given += 1
                 ex.stats.tasks_given += k
             self.outbox.append(((None, entries), body, Tag.TASKS))
+        elif tag == Tag.SNAPSHOT:
+            snapshot = {"pending": ex.pending_entries(), "tree": ex.take_tree_part()}
+            self._report(self.last_state if self.last_state is not None else State.BUSY, snapshot=snapshot)
+        elif tag == Tag.DRAIN:
+            self.draining = True
+            self.last_state = None
         elif tag == Tag.ABORT:
             if not self.aborted:  # a worker whose kernel failed has aborted itself and said so
                 self.aborted = True
@@ -319,6 +425,6 @@ class WorkerLoop:
                 self.last_state = None  # tell the master we dropped our work
         elif tag == Tag.STOP:
             self.stopped = True
-            self.stop_error = body
+            self.stop = body
         else:
             raise RuntimeError(f"worker {ex.stats.rank}: unexpected message tag {tag} from {source}")

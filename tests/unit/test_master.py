@@ -84,4 +84,4 @@ def test_error_aborts_everyone_and_stops_once_all_acknowledged():
     out = m.handle(2, Tag.REPORT, report(State.BUSY, 1, done=3, queued=2))
     assert not m.done and not [t for _, t, _ in out if t == Tag.TASKS]  # nothing new while aborting
     out = m.handle(2, Tag.REPORT, report(State.IDLE, 1, aborted=True))
-    assert m.done and all(body == err for _, t, body in out if t == Tag.STOP)
+    assert m.done and all(body == ("error", err) for _, t, body in out if t == Tag.STOP)
