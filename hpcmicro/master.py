@@ -302,8 +302,8 @@ class Master:
         return [(r, Tag.DRAIN, None) for r, w in self.workers.items() if not w.retired]
 
     def _maybe_begin_snapshot(self, out, now) -> None:
-        if self.snapshot_waiting is not None:
-            return
+        if self.snapshot_waiting is not None or self.snapshot_reason is None:
+            return  # a round is under way, or the preemption's round is done
         active = [w for w in self.workers.values() if not w.retired]
         if not all(w.settled for w in active):
             return  # tasks are still moving between ranks

@@ -249,6 +249,10 @@ class Runtime:
             stats, exc, full = loop.run(finish)
         self.stats = stats
         if exc is not None:
+            if isinstance(exc, Preempted) and comm.rank == MASTER:
+                # Left uncaught, a SystemExit prints nothing: say why the job stops.
+                sys.stderr.write(f"hpcmicro: {exc}\n")
+                sys.stderr.flush()
             raise exc
         return deliver(comm, full, root)
 
@@ -310,7 +314,9 @@ class Runtime:
             if signals.requested():
                 if self._writer is not None:
                     self._writer.write_now(self._done + [cut()])
-                raise self._preempted(signals.requested(), index)
+                exc = self._preempted(signals.requested(), index)
+                sys.stderr.write(f"hpcmicro: {exc}\n")
+                raise exc
             if self._writer is not None and time.monotonic() >= next_checkpoint:
                 self._writer.submit(self._done + [cut()])
                 next_checkpoint = time.monotonic() + self.checkpoint_every

@@ -208,5 +208,44 @@ def root_option(p):
 SCENARIOS = {f.__name__: f for f in (serial_equal, fp_reduce, skewed, tree_search, kernel_error,
                                       bad_input, noncommutative, root_option)}
 
+
+
+# -- fault tolerance -------------------------------------------------------------------
+
+def slow_value(i):
+    """An order-sensitive value that takes a little while (a few ms)."""
+    time.sleep(0.002 + 0.004 * ((i * 7919) % 5 == 0))
+    return synthetic.order_sensitive_value(i)
+
+
+def slow_tree(payload):
+    """A spawn tree with slow nodes; its value is order-sensitive."""
+    v, depth = payload
+    time.sleep(0.002)
+    if depth < 3:
+        for k in range(v % 4):
+            hm.context().spawn((v * 5 + k + 1, depth + 1))
+    return synthetic.order_sensitive_value(v)
+
+
+def checkpointed(p):
+    """Two phases, each checkpointed; prints the results (hex) when both complete."""
+    n = p.get("n", 400)
+    with hm.Runtime(policy=p.get("policy", "steal"), checkpoint=p.get("checkpoint"),
+                    checkpoint_every=p.get("every", 0.1)) as rt:
+        if p.get("pid_dir"):
+            import os
+            with open(os.path.join(p["pid_dir"], f"rank{rt.rank}.pid"), "w") as fh:
+                fh.write(str(os.getpid()))
+        phase1 = rt.map_reduce(slow_value, list(range(n)))
+        phase2 = rt.map(slow_tree, [(i, 0) for i in range(p.get("roots", 40))])
+        tree_sum = rt.map_reduce(slow_tree, [(i, 0) for i in range(p.get("roots", 40))])
+        emit(rt.rank, phase1=float(phase1).hex(), phase2=hashlib.sha256(repr(phase2).encode()).hexdigest(),
+             n2=len(phase2), tree=float(tree_sum).hex(), restored=rt.stats.restored)
+
+
+SCENARIOS["checkpointed"] = checkpointed
+
+
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
