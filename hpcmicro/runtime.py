@@ -96,7 +96,11 @@ class Runtime:
             self.comm = base.Dup()
             self.capacities = self.comm.allgather(self.capacity)
             signals.install()
-            self._load_checkpoint()
+            try:
+                self._load_checkpoint()
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def _load_checkpoint(self) -> None:

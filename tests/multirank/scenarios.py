@@ -247,5 +247,74 @@ def checkpointed(p):
 SCENARIOS["checkpointed"] = checkpointed
 
 
+
+_attempts = {}
+
+
+def flaky(fail_times, i):
+    """Fails the first ``fail_times`` tries of every 5th task (counted in this process)."""
+    if i % 5 == 0:
+        _attempts[i] = _attempts.get(i, 0) + 1
+        if _attempts[i] <= fail_times:
+            raise RuntimeError(f"transient failure of {i}, try {_attempts[i]}")
+    return i * i
+
+
+def broken(i):
+    if i % 7 == 3:
+        raise ValueError(f"task {i} always fails")
+    return float(i)
+
+
+def retry_and_skip(p):
+    n = 60
+    with hm.Runtime(policy=p["policy"], retries=p["retries"], on_error=p.get("on_error", "raise")) as rt:
+        out = {}
+        try:
+            out["map"] = rt.map(functools.partial(flaky, p["fail_times"]), list(range(n)))
+        except hm.TaskError as exc:
+            out["error"] = {"task_id": list(exc.task_id), "text": str(exc)}
+        if p.get("on_error") == "skip":
+            out["skip_map"] = rt.map(broken, list(range(n)))
+            out["skip_failed"] = sorted(list(t) for t, _ in rt.stats.failed)
+            out["skip_tb"] = all("always fails" in tb for _, tb in rt.stats.failed)
+            out["skip_sum"] = rt.map_reduce(broken, list(range(n)))
+        out["retries"] = sum(w.get("retries", 0) for w in (rt.stats.workers if rt.stats else []))
+        emit(rt.rank, **out)
+
+
+def hang_once(marker_dir, seconds, i):
+    """Task 5 hangs on the first rank that runs it; elsewhere it is quick."""
+    if i == 5:
+        import os
+        try:
+            os.close(os.open(os.path.join(marker_dir, "hung"), os.O_CREAT | os.O_EXCL))
+            time.sleep(seconds)
+        except FileExistsError:
+            pass
+    time.sleep(0.01)
+    return synthetic.order_sensitive_value(i)
+
+
+def hung_task(p):
+    n = 40
+    kernel = functools.partial(hang_once, p["marker_dir"], p["hang"])
+    with hm.Runtime(policy=p.get("policy", "steal"), task_timeout=p["task_timeout"]) as rt:
+        t0 = time.perf_counter()
+        total = rt.map_reduce(kernel, list(range(n)))
+        wall = time.perf_counter() - t0
+        hung = [w["hung"] for w in rt.stats.workers]
+        tasks_run = sum(w["tasks"] for w in rt.stats.workers)
+        # The same reduction again, with no hang: the fault must not change a bit.
+        check = rt.map_reduce(functools.partial(hang_once, p["marker_dir"], 0), list(range(n)))
+        listed = rt.map(functools.partial(hang_once, p["marker_dir"], 0), list(range(n)))
+        emit(rt.rank, total=float(total).hex(), check=float(check).hex(), wall=wall, hung=hung,
+             tasks_run=tasks_run, map_ok=listed == [synthetic.order_sensitive_value(i) for i in range(n)])
+
+
+SCENARIOS["retry_and_skip"] = retry_and_skip
+SCENARIOS["hung_task"] = hung_task
+
+
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
