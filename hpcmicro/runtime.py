@@ -13,7 +13,7 @@ import traceback
 
 import numpy
 
-from . import signals
+from . import faults, signals
 from .checkpoint import CallState, CheckpointError, job_identity, read_checkpoint
 from .checkpoint_writer import CheckpointWriter
 from .errors import InvalidCall, Preempted, TaskError
@@ -85,6 +85,8 @@ class Runtime:
         self._stored: list[CallState] = []  # calls found in the checkpoint at open()
         self._done: list[CallState] = []  # calls of this run, complete, for the next checkpoint
         self._writer = None
+        self._ulfm = False
+        self._last_cut: CallState | None = None  # the master's latest consistent cut of the running call
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> "Runtime":
@@ -96,6 +98,11 @@ class Runtime:
             self.comm = base.Dup()
             self.capacities = self.comm.allgather(self.capacity)
             signals.install()
+            # Whether a dead worker can be survived; every rank must agree.
+            self._ulfm = all(self.comm.allgather(faults.ulfm_available())) if self.comm.size > 1 else False
+            if self.comm.rank == MASTER:
+                faults.log.info("hpcmicro: %s", "ULFM: dead workers are survived in the run" if self._ulfm else
+                                "no ULFM: a dead rank ends the job; restart from the checkpoint")
             try:
                 self._load_checkpoint()
             except BaseException:
@@ -204,20 +211,49 @@ class Runtime:
             return self._call_in_process(kind, kernel, source, decomposition, mode, op_fn, n_roots, t0,
                                          index, identity, stored)
 
+        spec = _CallSpec(kind, kernel, source, decomposition, mode, op_fn, n_roots, t0, index, identity)
+        resume = stored
+        while True:
+            try:
+                stats, exc, full = self._run_distributed(spec, resume)
+                if exc is None:
+                    value = deliver(self.comm, full, root)
+                break
+            except Exception as err:
+                if not (self._ulfm and faults.is_process_failure(err)):
+                    raise
+                self._recover()
+                resume = self._last_cut
+                if self.comm.size == 1:  # every worker died: the master finishes alone
+                    return self._call_in_process(kind, kernel, source, decomposition, mode, op_fn, n_roots,
+                                                 t0, index, identity, resume)
+        self.stats = stats
+        if exc is not None:
+            if isinstance(exc, Preempted) and self.comm.rank == MASTER:
+                # Left uncaught, a SystemExit prints nothing: say why the job stops.
+                sys.stderr.write(f"hpcmicro: {exc}\n")
+                sys.stderr.flush()
+            raise exc
+        return value
+
+    def _run_distributed(self, spec, resume):
+        """One attempt at a call on several ranks: returns (stats, exception or None, full result on rank 0)."""
+        comm = self.comm
         executor, master = None, None
+        kind, mode, n_roots, op_fn = spec.kind, spec.mode, spec.n_roots, spec.op_fn
 
         def finish(stop):
             """The end of the call on every rank: statistics, then the result or the error."""
             _wait_for_all(comm)
             worker_stats = comm.allgather(executor.stats.as_dict() if executor else None)
-            info = comm.bcast((time.perf_counter() - t0, master.created, master.steals_brokered,
+            info = comm.bcast((time.perf_counter() - spec.t0, master.created, master.steals_brokered,
                                master.messages, master.failed) if master else None, root=MASTER)
             stats = CallStats(kind, self.policy.name, comm.size, info[1], info[0], info[2], info[3],
                               [w for w in worker_stats if w is not None], failed=info[4])
             if stop.kind == "error":
                 return stats, TaskError(**stop.info), None
             if stop.kind == "preempted":
-                return stats, self._preempted(stop.info, index), None
+                return stats, self._preempted(stop.info, spec.index), None
             if mode == "reduce":
                 tree = master.tree if master else executor.tree
                 full = combine_collectively(comm, tree, n_roots, op_fn)
@@ -227,38 +263,44 @@ class Runtime:
                 full = _ordered_results(master, n_roots) if master else None
             return stats, None, full
 
-        if comm.rank == MASTER:
-            master = Master(source.runs(), self.policy, list(range(1, comm.size)), self.capacities[1:], mode,
-                            op=op_fn, n_roots=n_roots, resume=stored, payload_runs=source.payloads,
-                            preempt_grace_s=self.preempt_grace)
-
-            def on_checkpoint(state):
-                self._writer.submit(self._done + [self._label(state, index, identity)])
-
-            run_master(comm, master, self.checkpoint_every if self._writer else None,
-                       on_checkpoint if self._writer else None)
-            if master.stop.kind == "preempted" and self._writer is not None:
-                self._writer.write_now(self._done + [self._label(master.checkpoint, index, identity)])
-            stats, exc, full = finish(master.stop)
-            if exc is None and self._writer is not None:
-                done = CallState(index=index, identity=identity, kind=kind, n_roots=n_roots, complete=True,
-                                 result=full, created=master.created, finished=master.finished,
-                                 failed=list(master.failed))
-                self._done.append(done)
-                self._writer.write_now(self._done)
-        else:
-            executor = Executor(kernel, mode, decomposition, n_roots, op_fn, comm.rank, comm.size, numpy,
+        if comm.rank != MASTER:
+            executor = Executor(spec.kernel, mode, spec.decomposition, n_roots, op_fn, comm.rank, comm.size, numpy,
                                 retries=self.retries, on_error=self.on_error)
             loop = WorkerLoop(comm, executor, self.policy, MASTER, task_timeout=self.task_timeout)
-            stats, exc, full = loop.run(finish)
-        self.stats = stats
-        if exc is not None:
-            if isinstance(exc, Preempted) and comm.rank == MASTER:
-                # Left uncaught, a SystemExit prints nothing: say why the job stops.
-                sys.stderr.write(f"hpcmicro: {exc}\n")
-                sys.stderr.flush()
-            raise exc
-        return deliver(comm, full, root)
+            return loop.run(finish)
+
+        source = spec.source
+        master = Master(source.runs(), self.policy, list(range(1, comm.size)), self.capacities[1:], mode,
+                        op=op_fn, n_roots=n_roots, resume=resume, payload_runs=source.payloads,
+                        preempt_grace_s=self.preempt_grace)
+
+        def on_checkpoint(state):
+            self._last_cut = self._label(state, spec.index, spec.identity)
+            if self._writer is not None:
+                self._writer.submit(self._done + [self._last_cut])
+
+        # Snapshots serve the checkpoint file and, under ULFM, the in-memory rollback point.
+        snapshots = self._writer is not None or self._ulfm
+        run_master(comm, master, self.checkpoint_every if snapshots else None, on_checkpoint)
+        if master.stop.kind == "preempted" and self._writer is not None:
+            self._writer.write_now(self._done + [self._label(master.checkpoint, spec.index, spec.identity)])
+        stats, exc, full = finish(master.stop)
+        if exc is None and self._writer is not None:
+            done = CallState(index=spec.index, identity=spec.identity, kind=kind, n_roots=n_roots, complete=True,
+                             result=full, created=master.created, finished=master.finished,
+                             failed=list(master.failed))
+            self._done.append(done)
+            self._writer.write_now(self._done)
+        return stats, exc, full
+
+    def _recover(self) -> None:
+        """A rank died (ULFM): continue on the survivors' communicator."""
+        old_size = self.comm.size
+        self.comm, lost = faults.shrink(self.comm)
+        self.capacities = self.comm.allgather(self.capacity)
+        if self.comm.rank == MASTER:
+            faults.log.warning("hpcmicro: lost rank(s) %s; continuing on %d of %d ranks from the last snapshot",
+                               lost, self.comm.size, old_size)
 
     # -- checkpoints -----------------------------------------------------------------
     def _stored_call(self, index, identity) -> CallState | None:
@@ -339,6 +381,15 @@ class Runtime:
                                         result=value, failed=list(master.failed)))
             self._writer.write_now(self._done)
         return value
+
+
+class _CallSpec:
+    """What one call runs, kept for its attempts (a ULFM recovery starts it again)."""
+
+    def __init__(self, kind, kernel, source, decomposition, mode, op_fn, n_roots, t0, index, identity):
+        self.kind, self.kernel, self.source, self.decomposition = kind, kernel, source, decomposition
+        self.mode, self.op_fn, self.n_roots, self.t0 = mode, op_fn, n_roots, t0
+        self.index, self.identity = index, identity
 
 
 def _positive(value, name, allow_zero=False) -> float:

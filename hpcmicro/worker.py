@@ -257,7 +257,7 @@ class WorkerLoop:
         self.ex.stats.wall_s = _now() - t_start
         mailbox.join()
         if self.mailbox_error is not None:
-            raise RuntimeError("hpcmicro worker mailbox thread failed") from self.mailbox_error
+            raise self.mailbox_error  # as it is: the runtime recognizes a dead peer (ULFM) by it
         return self.outcome
 
     def _work(self) -> None:

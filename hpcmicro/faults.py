@@ -1,0 +1,88 @@
+"""Surviving a dead worker with ULFM (User-Level Failure Mitigation).
+
+With Open MPI 5 started as ``mpirun --with-ft ulfm``, a rank that dies is
+reported to the others as an MPI error (ERR_PROC_FAILED, ...). The rank that
+sees it revokes the runtime's communicator, so every other rank's next MPI
+call fails too; then all survivors shrink it to a communicator without the
+dead ranks and the call starts again from the last consistent cut (the last
+snapshot), on fewer workers. Work done since that cut is redone; nothing is
+counted twice because everything after the cut is discarded on every rank.
+
+Without ULFM (MPICH, or Open MPI without the flag) a dead rank ends the job;
+a restart from the last checkpoint file then loses nothing and duplicates
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["ulfm_available", "is_process_failure", "shrink"]
+
+log = logging.getLogger("hpcmicro")
+
+
+def ulfm_available() -> bool:
+    """Whether this MPI can revoke and shrink communicators (probed on COMM_SELF)."""
+    from mpi4py import MPI
+
+    try:
+        probe = MPI.COMM_SELF.Dup()
+    except MPI.Exception:
+        return False
+    try:
+        probe.Revoke()
+        shrunk = probe.Shrink()
+        shrunk.Free()
+        return True
+    except (NotImplementedError, MPI.Exception, AttributeError):
+        return False
+    finally:
+        try:
+            probe.Free()
+        except MPI.Exception:
+            pass
+
+
+def _failure_classes():
+    from mpi4py import MPI
+
+    return {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
+            if hasattr(MPI, name)}
+
+
+def is_process_failure(exc: BaseException) -> bool:
+    from mpi4py import MPI
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MPI.Exception) and exc.Get_error_class() in _failure_classes():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def shrink(comm):
+    """Revoke ``comm`` (others may have already) and return the survivors' communicator.
+
+    Returns ``(new_comm, lost_ranks)``, ranks as they were in ``comm``.
+    """
+    from mpi4py import MPI
+
+    try:
+        comm.Revoke()
+    except MPI.Exception:
+        pass
+    new = comm.Shrink()
+    old_ranks = new.allgather(comm.rank)
+    lost = sorted(set(range(comm.size)) - set(old_ranks))
+    try:
+        comm.Free()
+    except MPI.Exception:
+        pass
+    if 0 not in old_ranks:
+        raise RuntimeError(
+            f"the master (rank 0) died; the run cannot continue in place: restart it from its checkpoint"
+        )
+    return new, lost
