@@ -27,6 +27,7 @@ from .jobspec import POLICIES, JobSpec, JobSpecError, load
 __all__ = ["main", "launch_rank", "write_output"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the batch script requeues the job
 
 # Set by the launchers we know (MPICH/Hydra, PMIx, Open MPI, Slurm's srun):
 # the rank before MPI_Init, so that only rank 0 reports a bad spec.
@@ -62,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", metavar="JOB.toml", help="the job spec (format: docs/jobspec.md)")
     run.add_argument("--policy", choices=POLICIES, help="scheduling policy (overrides job.policy)")
     run.add_argument("--output", metavar="PATH", help="HDF5 file to write (overrides job.output)")
+    ft = run.add_argument_group("fault tolerance (docs/fault-tolerance.md)")
+    ft.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint: resume from it if it exists, keep it current")
+    ft.add_argument("--checkpoint-every", metavar="SECONDS", type=float, default=60.0,
+                    help="seconds between checkpoints (default 60)")
+    ft.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start afresh")
+    ft.add_argument("--retries", metavar="N", type=int, default=0, help="extra tries for a task that raises")
+    ft.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                    help="after the last try: stop with an error (default) or record the task as failed and go on")
+    ft.add_argument("--task-timeout", metavar="SECONDS", type=float,
+                    help="hand a task running longer than this to another worker")
     run.set_defaults(handler=cmd_run)
     return parser
 
@@ -85,14 +96,29 @@ def cmd_run(args) -> int:
         kernel, tasks = spec.kernel_callable(), spec.build_tasks()
     except JobSpecError as exc:
         return report(launch_rank(), exc, EXIT_USAGE)
-    return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output")
+    options = {"checkpoint": args.checkpoint, "checkpoint_every": args.checkpoint_every,
+               "resume": not args.fresh, "retries": args.retries, "on_error": args.on_error,
+               "task_timeout": args.task_timeout}
+    return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output",
+                   options=options)
 
 
-def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output") -> int:
-    """Run the spec's call on every rank; rank 0 writes the output and prints a summary."""
+def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", options: dict | None = None) -> int:
+    """Run the spec's call on every rank; rank 0 writes the output and prints a summary.
+
+    Exit status: 0 done, 1 a task failed, 2 bad input, 75 preempted (a
+    checkpoint holds the progress; run the same command again to resume).
+    """
     import hpcmicro as hm
+    from hpcmicro.checkpoint import CheckpointError
 
-    with hm.Runtime(policy=spec.policy) as rt:
+    _log_on_rank0(launch_rank())
+    try:
+        runtime = hm.Runtime(policy=spec.policy, **(options or {}))
+        runtime.open()
+    except (hm.InvalidCall, CheckpointError) as exc:
+        return report(launch_rank(), exc, EXIT_USAGE)
+    with runtime as rt:
         rank = rt.rank
         problem = _agree_on_output(rank, spec, output_key)
         if problem is not None:
@@ -104,6 +130,10 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output") -> int
                 result = rt.map_reduce(kernel, tasks, op=spec.op, root=0)
         except hm.TaskError as exc:  # raised on every rank alike
             return report(rank, exc, EXIT_FAILED)
+        except hm.Preempted:  # the runtime has said why on rank 0
+            return EXIT_PREEMPTED
+        except CheckpointError as exc:
+            return report(rank, exc, EXIT_USAGE)
         except hm.InvalidCall as exc:  # likewise; the spec checks should have caught it
             return report(rank, exc, EXIT_USAGE)
         stats = rt.stats
@@ -115,6 +145,18 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output") -> int
         return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_FAILED)
     _print(summary(spec, result, stats))
     return EXIT_OK
+
+
+def _log_on_rank0(rank: int) -> None:
+    """Batch logs get the runtime's notices (MPI mode, lost ranks) from rank 0."""
+    import logging
+
+    if rank == 0:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log = logging.getLogger("hpcmicro")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _agree_on_output(rank: int, spec: JobSpec, key: str):

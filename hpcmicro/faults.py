@@ -17,14 +17,26 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["ulfm_available", "is_process_failure", "shrink"]
+__all__ = ["ulfm_available", "is_process_failure", "shrink", "skip_finalize_at_exit"]
 
 log = logging.getLogger("hpcmicro")
 
 
 def ulfm_available() -> bool:
-    """Whether this MPI can revoke and shrink communicators (probed on COMM_SELF)."""
+    """Whether this MPI reports dead ranks and can revoke and shrink communicators.
+
+    Probed on a duplicate of COMM_SELF (MPICH raises NotImplementedError).
+    Open MPI 5 has ULFM built in, but detects failures only when started with
+    ``mpirun --with-ft ulfm`` (which sets OMPI_MCA_mpi_ft_enable); without it
+    a dead rank still ends the job.
+    """
+    import os
+
     from mpi4py import MPI
+
+    if "Open MPI" in MPI.Get_library_version():
+        if os.environ.get("OMPI_MCA_mpi_ft_enable", "").lower() not in ("1", "true", "yes", "on"):
+            return False
 
     try:
         probe = MPI.COMM_SELF.Dup()
@@ -86,3 +98,43 @@ def shrink(comm):
             f"the master (rank 0) died; the run cannot continue in place: restart it from its checkpoint"
         )
     return new, lost
+
+
+_exit_status = 0
+
+
+def note_exit_status(status: int) -> None:
+    """The status to leave with if ``skip_finalize_at_exit`` is in force (e.g. 75 when preempted)."""
+    global _exit_status
+    _exit_status = status
+
+
+def skip_finalize_at_exit() -> None:
+    """After a rank died, end this process without MPI_Finalize.
+
+    Open MPI's MPI_Finalize can wait forever on the dead process in its PMIx
+    fence (open-mpi/ompi#11404). A Python exit handler runs before mpi4py's
+    finalize; it flushes output and leaves with ``os._exit``: status 0, or 1
+    after an uncaught exception (75 for hm.Preempted).
+    """
+    import atexit
+    import os
+    import sys
+
+    if getattr(skip_finalize_at_exit, "_installed", False):
+        return
+    skip_finalize_at_exit._installed = True
+    previous_hook = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        global _exit_status
+        _exit_status = getattr(exc, "exit_status", 1)
+        previous_hook(exc_type, exc, tb)
+
+    def leave():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)
+
+    sys.excepthook = hook
+    atexit.register(leave)

@@ -100,7 +100,7 @@ class Runtime:
             signals.install()
             # Whether a dead worker can be survived; every rank must agree.
             self._ulfm = all(self.comm.allgather(faults.ulfm_available())) if self.comm.size > 1 else False
-            if self.comm.rank == MASTER:
+            if self.comm.rank == MASTER and self.comm.size > 1:
                 faults.log.info("hpcmicro: %s", "ULFM: dead workers are survived in the run" if self._ulfm else
                                 "no ULFM: a dead rank ends the job; restart from the checkpoint")
             try:
@@ -229,6 +229,8 @@ class Runtime:
                                                  t0, index, identity, resume)
         self.stats = stats
         if exc is not None:
+            if isinstance(exc, Preempted):
+                faults.note_exit_status(exc.exit_status)
             if isinstance(exc, Preempted) and self.comm.rank == MASTER:
                 # Left uncaught, a SystemExit prints nothing: say why the job stops.
                 sys.stderr.write(f"hpcmicro: {exc}\n")
@@ -297,6 +299,7 @@ class Runtime:
         """A rank died (ULFM): continue on the survivors' communicator."""
         old_size = self.comm.size
         self.comm, lost = faults.shrink(self.comm)
+        faults.skip_finalize_at_exit()
         self.capacities = self.comm.allgather(self.capacity)
         if self.comm.rank == MASTER:
             faults.log.warning("hpcmicro: lost rank(s) %s; continuing on %d of %d ranks from the last snapshot",

@@ -316,5 +316,36 @@ SCENARIOS["retry_and_skip"] = retry_and_skip
 SCENARIOS["hung_task"] = hung_task
 
 
+
+def die_once(marker_dir, victim, i):
+    """Rank ``victim`` kills itself (SIGKILL) the first time it runs a task past 120."""
+    import os
+    import signal
+
+    if i >= 120 and hm.context().rank == victim:
+        try:
+            os.close(os.open(os.path.join(marker_dir, "died"), os.O_CREAT | os.O_EXCL))
+            os.kill(os.getpid(), signal.SIGKILL)
+        except FileExistsError:
+            pass
+    return slow_value(i)
+
+
+def lose_worker(p):
+    """A worker dies in the middle of the first call; the survivors finish both calls exactly."""
+    n = p.get("n", 300)
+    kernel = functools.partial(die_once, p["marker_dir"], p["victim"])
+    with hm.Runtime(policy=p.get("policy", "steal"), checkpoint_every=p.get("every", 0.2),
+                    checkpoint=p.get("checkpoint")) as rt:
+        size0 = rt.size
+        total = rt.map_reduce(kernel, list(range(n)))
+        listed = rt.map(slow_tree, [(i, 0) for i in range(20)])
+        emit(rt.rank, total=float(total).hex(), listed=hashlib.sha256(repr(listed).encode()).hexdigest(),
+             size_before=size0, size_after=rt.size, ulfm=rt._ulfm)
+
+
+SCENARIOS["lose_worker"] = lose_worker
+
+
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
