@@ -83,7 +83,6 @@ class Master:
         self.mode = mode
         self.n_roots = n_roots
         self.workers = {r: WorkerView(r, c) for r, c in zip(worker_ranks, capacities)}
-        self.total_capacity = float(sum(capacities))
         self.tree = PartialTree(op, n_roots) if mode == "reduce" else None
         self.root_segments: list = []
         self.spawned_results: list = []
@@ -233,8 +232,7 @@ class Master:
         if not w.settled:
             return  # work is already on its way to it
         if self.pool:
-            share = w.capacity / self.total_capacity
-            k = self.policy.chunk(len(self.pool), share, self._mean_task_s())
+            k = self.policy.chunk(len(self.pool), self._share(w), self._mean_task_s())
             out.append(self._give(w, self.pool.take_front(k)))
             return
         victim = self._pick_victim(w)
@@ -243,6 +241,20 @@ class Master:
             victim.queued -= victim.queued // 2
             self.steals_brokered += 1
             out.append((victim.rank, Tag.STEAL, w.rank))
+
+    def _share(self, w) -> float:
+        """w's fraction of the pool's next hand-outs: capacity times measured speed.
+
+        Speed is tasks per busy second as the workers report it, so GPU ranks
+        (or faster nodes) get proportionally more once they have run a few
+        tasks; before that, the capacity weights alone decide.
+        """
+        views = [v for v in self.workers.values() if not v.retired]
+        if all(v.mean_task_s > 0 for v in views):
+            weight = {v.rank: v.capacity / v.mean_task_s for v in views}
+        else:
+            weight = {v.rank: v.capacity for v in views}
+        return weight[w.rank] / sum(weight.values())
 
     def _mean_task_s(self) -> float:
         done = sum(w.done for w in self.workers.values())

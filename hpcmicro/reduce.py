@@ -188,11 +188,7 @@ def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op):
                 scalars[key] = value
     meta = [(key, a.dtype.str, a.shape) for key, a in arrays]
     gathered = comm.gather((lengths, scalars, meta), root=0)
-    payload = (
-        np.concatenate([np.ascontiguousarray(a).reshape(-1).view(np.uint8) for _, a in arrays])
-        if arrays
-        else np.empty(0, np.uint8)
-    )
+    payload = _pack([a for _, a in arrays])
     counts = comm.gather(payload.size, root=0)
     if comm.rank != 0:
         comm.Gatherv(payload, None, root=0)
@@ -201,6 +197,25 @@ def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op):
     displs = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
     comm.Gatherv(payload, [recvbuf, counts, displs, _mpi_byte()], root=0)
     return _merge_gathered(op, n_roots, gathered, recvbuf, counts)
+
+
+def _pack(arrays):
+    """One contiguous byte buffer of all the arrays, for Gatherv.
+
+    Device (CuPy) arrays stay on the device when the MPI library is GPU-aware,
+    else they are staged through host memory; the bytes are the same.
+    """
+    from .backends import gpu_aware_mpi, is_device_array
+
+    if not arrays:
+        return np.empty(0, np.uint8)
+    on_device = [is_device_array(a) for a in arrays]
+    if all(on_device) and gpu_aware_mpi():
+        import cupy
+
+        return cupy.concatenate([cupy.ascontiguousarray(a).reshape(-1).view(cupy.uint8) for a in arrays])
+    host = [a.get() if dev else a for a, dev in zip(arrays, on_device)]
+    return np.concatenate([np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in host])
 
 
 def _merge_gathered(op, n_roots, gathered, recvbuf, counts):
@@ -253,8 +268,9 @@ _DELIVER_TAG = 77
 
 
 def _array_meta(value):
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        return (value.dtype.str, value.shape)
+    """(dtype, shape) of a NumPy or device array that can travel as raw bytes, else None."""
+    if (isinstance(value, np.ndarray) and value.dtype != object) or hasattr(value, "__cuda_array_interface__"):
+        return (value.dtype.str, tuple(value.shape))
     return None
 
 

@@ -14,6 +14,7 @@ import traceback
 import numpy
 
 from . import faults, signals
+from .backends import DEVICES, select_backend, to_host
 from .checkpoint import CallState, CheckpointError, job_identity, read_checkpoint
 from .checkpoint_writer import CheckpointWriter
 from .errors import InvalidCall, Preempted, TaskError
@@ -63,8 +64,13 @@ class Runtime:
     def __init__(self, comm=None, policy="steal", capacity: float = 1.0, abort_on_error: bool = True,
                  checkpoint=None, checkpoint_every: float = 60.0, resume: bool = True,
                  retries: int = 0, on_error: str = "raise", task_timeout: float | None = None,
-                 preempt_grace: float = 10.0):
+                 preempt_grace: float = 10.0, device: str = "auto", device_memory_limit=None):
         self.policy = get_policy(policy)
+        if device not in DEVICES:
+            raise InvalidCall(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        self.device = device
+        self.device_memory_limit = device_memory_limit
+        self.backend = None
         self.capacity = _positive(capacity, "capacity")
         self.abort_on_error = abort_on_error
         self.checkpoint = os.fspath(checkpoint) if checkpoint is not None else None
@@ -96,6 +102,7 @@ class Runtime:
             base = MPI.COMM_WORLD if self._user_comm is None else self._user_comm
             _wait_for_all(base)  # Dup is a blocking collective: don't spin while others arrive
             self.comm = base.Dup()
+            self._bind_device()
             self.capacities = self.comm.allgather(self.capacity)
             signals.install()
             # Whether a dead worker can be survived; every rank must agree.
@@ -109,6 +116,29 @@ class Runtime:
                 self.close()
                 raise
         return self
+
+    def _bind_device(self) -> None:
+        """Choose every task-running rank's backend; errors (device="gpu" without one) on every rank."""
+        runs_tasks = self.comm.rank != MASTER or self.comm.size == 1
+        error = None
+        self.backend = None
+        if runs_tasks:
+            try:
+                self.backend = select_backend(self.device, self.comm, memory_limit=self.device_memory_limit)
+            except InvalidCall as exc:
+                error = str(exc)
+        seen = self.comm.allgather((error, self.backend.describe() if self.backend else "master"))
+        failed = [f"rank {r}: {e}" for r, (e, _) in enumerate(seen) if e]
+        if failed:
+            self.comm.Free()
+            self.comm = None
+            raise InvalidCall("; ".join(failed))
+        if self.comm.rank == MASTER and self.comm.size > 1:
+            described = {}
+            for r, (_, d) in enumerate(seen):
+                described.setdefault(d, []).append(r)
+            faults.log.info("hpcmicro: backends: %s",
+                            "; ".join(f"ranks {rs}: {d}" for d, rs in described.items()))
 
     def _load_checkpoint(self) -> None:
         error = None
@@ -266,8 +296,9 @@ class Runtime:
             return stats, None, full
 
         if comm.rank != MASTER:
-            executor = Executor(spec.kernel, mode, spec.decomposition, n_roots, op_fn, comm.rank, comm.size, numpy,
-                                retries=self.retries, on_error=self.on_error)
+            executor = Executor(spec.kernel, mode, spec.decomposition, n_roots, op_fn, comm.rank, comm.size,
+                                self.backend.xp, retries=self.retries, on_error=self.on_error,
+                                device=self.backend.device)
             loop = WorkerLoop(comm, executor, self.policy, MASTER, task_timeout=self.task_timeout)
             return loop.run(finish)
 
@@ -342,8 +373,8 @@ class Runtime:
     # -- one rank --------------------------------------------------------------------
     def _call_in_process(self, kind, kernel, source, decomposition, mode, op_fn, n_roots, t0,
                          index, identity, stored):
-        ex = Executor(kernel, mode, decomposition, n_roots, op_fn, 0, 1, numpy,
-                      retries=self.retries, on_error=self.on_error)
+        ex = Executor(kernel, mode, decomposition, n_roots, op_fn, 0, 1, self.backend.xp,
+                      retries=self.retries, on_error=self.on_error, device=self.backend.device)
         master = Master(source.runs(), self.policy, [], [], mode, op=op_fn, n_roots=n_roots, resume=stored,
                         payload_runs=source.payloads)
         ex.queue.push_many(master.pool.entries() if self.policy.balances else master._static_entries)
@@ -376,7 +407,7 @@ class Runtime:
         self.stats = CallStats(kind, self.policy.name, 1, ex.stats.tasks, ex.stats.wall_s,
                                workers=[ex.stats.as_dict()], failed=list(master.failed))
         if mode == "reduce":
-            value = None if ex.tree.result is SKIPPED else ex.tree.result
+            value = None if ex.tree.result is SKIPPED else to_host(ex.tree.result)
         else:
             value = _ordered_results(master, n_roots)
         if self._writer is not None:

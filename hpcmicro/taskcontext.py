@@ -15,7 +15,7 @@ class TaskContext:
     each call.
     """
 
-    __slots__ = ("rank", "size", "task_id", "xp", "device", "_spawn", "_n_children", "_priority")
+    __slots__ = ("rank", "size", "task_id", "xp", "device", "_spawn", "_n_children", "_priority", "_in_batch")
 
     def __init__(self, rank: int, size: int, spawn, xp=numpy, device=None):
         self.rank = rank
@@ -26,6 +26,7 @@ class TaskContext:
         self._spawn = spawn  # worker callback: spawn(child_id, payload, priority)
         self._n_children = 0
         self._priority = 0
+        self._in_batch = False
 
     def spawn(self, payload, priority: int | None = None) -> tuple:
         """Add a child task to the running call and return its id.
@@ -34,6 +35,8 @@ class TaskContext:
         the whole tree the same way on every run. The child inherits the
         parent's priority unless one is given.
         """
+        if self._in_batch:
+            raise RuntimeError("a batched kernel cannot spawn tasks: give spawning kernels no .batch form")
         child_id = self.task_id + (self._n_children,)
         self._n_children += 1
         self._spawn(child_id, payload, self._priority if priority is None else int(priority))
