@@ -19,7 +19,7 @@ import numpy
 from . import signals
 from . import taskcontext as _context
 from .protocol import Backoff, Report, State, Tag
-from .backends import to_host
+from .backends import is_out_of_memory, to_host
 from .reduce import SKIPPED, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
@@ -31,7 +31,7 @@ _now = time.perf_counter
 
 class WorkerStats:
     __slots__ = ("rank", "tasks", "busy_s", "idle_s", "wall_s", "steals_given", "tasks_given",
-                 "steals_received", "tasks_received", "requests", "messages_sent", "retries", "hung")
+                 "steals_received", "tasks_received", "requests", "messages_sent", "retries", "hung", "batches")
 
     def __init__(self, rank):
         self.rank = rank
@@ -40,7 +40,7 @@ class WorkerStats:
         self.steals_given = self.tasks_given = 0
         self.steals_received = self.tasks_received = 0
         self.requests = self.messages_sent = 0
-        self.retries = self.hung = 0
+        self.retries = self.hung = self.batches = 0
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -68,7 +68,7 @@ class Executor:
                  retries=0, on_error="raise", retry_backoff_s=0.05, device=None):
         self.kernel = kernel
         self.batch_fn = getattr(kernel, "batch", None)
-        self.batches = 0
+        self.batch_cap = self.BATCH_MAX  # lowered after a device runs out of memory
         self.mode = mode
         self.decomposition = decomposition
         self.queue = TaskQueue()
@@ -137,42 +137,50 @@ class Executor:
         return task_id, payload, priority
 
     def _run_batch(self) -> bool:
-        """Run several front tasks in one call of the kernel's batched form.
-
-        A batch that raises (an out-of-memory error, a bad payload) is run
-        again one task at a time, so retries, skipping and the error name the
-        task itself; results are the same either way.
-        """
-        k = int(min(self.BATCH_MAX, max(1, self.BATCH_TARGET_S / max(self.mean_task_s, 1e-9))))
+        """Run several front tasks in one call of the kernel's batched form."""
+        k = int(min(self.batch_cap, max(1, self.BATCH_TARGET_S / max(self.mean_task_s, 1e-9))))
         with self.lock:
             k = min(k, len(self.queue))
             if k == 0:
                 return True
             tasks = [self._pop_current() for _ in range(k)]
             self.current_started = time.monotonic()
+        return self._run_tasks_batched(tasks)
+
+    def _run_tasks_batched(self, tasks) -> bool:
+        """One batched call; on device out-of-memory, halve the batch (and later ones).
+
+        Any other failure runs the tasks one at a time, so retries, skipping and
+        the error name the task itself; results are the same either way.
+        """
         ctx = self.ctx
         ctx.task_id, ctx._n_children, ctx._priority = tasks[0][0], 0, tasks[0][2]
         ctx._in_batch = True
         _context._set_current(ctx)
         t0 = _now()
+        failure = None
         try:
             values = list(self.batch_fn([payload for _, payload, _ in tasks]))
             if len(values) != len(tasks):
                 raise RuntimeError(f"batched kernel returned {len(values)} results for {len(tasks)} tasks")
-        except Exception:
-            values = None
+        except Exception as exc:
+            failure = exc
         finally:
             self.stats.busy_s += _now() - t0
             ctx._in_batch = False
             _context._set_current(None)
-        if values is None:
+        if failure is not None:
+            if is_out_of_memory(failure) and len(tasks) > 1:
+                half = len(tasks) // 2
+                self.batch_cap = max(1, half)
+                return self._run_tasks_batched(tasks[:half]) and self._run_tasks_batched(tasks[half:])
             return self._run_one_by_one(tasks)
-        self.batches += 1
+        self.stats.batches += 1
         with self.lock:
-            self.current = []
             if self.retired:
                 return True
             for (task_id, _, _), value in zip(tasks, values):
+                self.current.pop(0)
                 self._record(task_id, value)
         return True
 
@@ -191,8 +199,6 @@ class Executor:
                     self.failed.append((task_id, value["remote_traceback"]))
                     value = SKIPPED if self.tree is not None else None
                 self._record(task_id, value)
-        with self.lock:
-            self.current = []
         return True
 
     def _attempts(self, task_id, payload, priority):
