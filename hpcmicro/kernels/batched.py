@@ -43,18 +43,23 @@ def _describe(fn) -> str:
 class Batched:
     """A kernel with a batched form: ``k(payload)`` and ``k.batch(payloads)``.
 
-    Picklable when ``func`` and ``batch`` are (module-level functions or
+    ``max_batch``: a hint, the most payloads per ``batch`` call that keeps
+    the kernel's working memory near 1 GiB (None: no hint).  Picklable when
+    ``func`` and ``batch`` are (module-level functions or
     ``functools.partial`` of them).  The instance's ``__qualname__`` names
     both callables and digests their bound arguments, so the runtime's kernel
     description (used to check that ranks agree, and in checkpoint identities)
     tells two parameter sets apart.
     """
 
-    def __init__(self, func, batch):
+    def __init__(self, func, batch, max_batch: int | None = None):
         if not callable(func) or not callable(batch):
             raise TypeError("Batched(func, batch) needs two callables")
+        if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+            raise ValueError(f"max_batch must be None or an int >= 1, got {max_batch!r}")
         self.func = func
         self.batch_func = batch
+        self.max_batch = max_batch
         self.__qualname__ = f"Batched[{_describe(func)}|{_describe(batch)}]"
 
     def __call__(self, payload):

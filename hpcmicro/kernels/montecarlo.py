@@ -259,12 +259,19 @@ integrate.batch = integrate_batch
 
 def pi_kernel(params: MCParams) -> Batched:
     """``pi_hits`` bound to ``params``, with its batched form."""
-    return Batched(functools.partial(pi_hits, params), functools.partial(pi_hits_batch, params))
+    return Batched(functools.partial(pi_hits, params), functools.partial(pi_hits_batch, params),
+                   max_batch=_max_batch(params))
 
 
 def integrate_kernel(params: MCParams) -> Batched:
     """``integrate`` bound to ``params``, with its batched form."""
-    return Batched(functools.partial(integrate, params), functools.partial(integrate_batch, params))
+    return Batched(functools.partial(integrate, params), functools.partial(integrate_batch, params),
+                   max_batch=_max_batch(params))
+
+
+def _max_batch(params: MCParams) -> int:
+    # About a dozen live 8-byte arrays of (tasks, min(samples, CHUNK)): ~1 GiB at 2**23 elements.
+    return max(1, (1 << 23) // min(params.samples, CHUNK))
 
 
 def pi_estimate(params: MCParams, n_tasks: int, hits: int) -> float:

@@ -125,7 +125,10 @@ force_block.batch = force_block_batch
 
 def force_kernel(params: NBodyParams) -> Batched:
     """``force_block`` bound to ``params``, with its batched form."""
-    return Batched(functools.partial(force_block, params), functools.partial(force_block_batch, params))
+    # About fifteen live 8-byte arrays of (batch, block, block), plus an (n, 3) result per payload.
+    max_batch = max(1, (1 << 23) // (params.block * params.block + 3 * params.n))
+    return Batched(functools.partial(force_block, params), functools.partial(force_block_batch, params),
+                   max_batch=max_batch)
 
 
 def tasks(params: NBodyParams) -> list[tuple[int, int]]:
