@@ -20,6 +20,7 @@ from . import signals
 from . import taskcontext as _context
 from .protocol import Backoff, Report, State, Tag
 from .backends import is_out_of_memory, to_host
+from .kernels.batched import batch_form
 from .reduce import SKIPPED, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
@@ -67,8 +68,10 @@ class Executor:
     def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy,
                  retries=0, on_error="raise", retry_backoff_s=0.05, device=None):
         self.kernel = kernel
-        self.batch_fn = getattr(kernel, "batch", None)
-        self.batch_cap = self.BATCH_MAX  # lowered after a device runs out of memory
+        self.batch_fn = batch_form(kernel)
+        # A kernel may say how many payloads fit a batch (device memory); the cap
+        # is lowered further if the device runs out of memory anyway.
+        self.batch_cap = int(getattr(kernel, "max_batch", None) or self.BATCH_MAX)
         self.mode = mode
         self.decomposition = decomposition
         self.queue = TaskQueue()
@@ -140,8 +143,9 @@ class Executor:
         """Run several front tasks in one call of the kernel's batched form."""
         k = int(min(self.batch_cap, max(1, self.BATCH_TARGET_S / max(self.mean_task_s, 1e-9))))
         with self.lock:
-            k = min(k, len(self.queue))
-            if k == 0:
+            # At most half the queue, so that a thief still finds something to take.
+            k = min(k, max(1, len(self.queue) // 2))
+            if not self.queue:
                 return True
             tasks = [self._pop_current() for _ in range(k)]
             self.current_started = time.monotonic()
