@@ -107,6 +107,8 @@ class Master:
         self.stop = None
         self.messages = 0
         self.steals_brokered = 0
+        self.bytes_from: dict = {}  # report bytes received from each worker
+        self.queue_samples: list = []  # (seconds since start, pool length, tasks queued at workers)
         self.preempt_grace_s = preempt_grace_s
         # snapshot rounds
         self.pausing = False  # no work handed out until the round ends
@@ -380,12 +382,25 @@ def _pending_entries(state: CallState, payload_runs) -> list:
     return entries
 
 
-def run_master(comm, master: Master, checkpoint_every: float | None = None, on_checkpoint=None) -> None:
+SAMPLE_INTERVAL_S = 0.1  # queue lengths over time, for the stats
+MAX_SAMPLES = 2000
+
+
+def _sample(master, t) -> None:
+    samples = master.queue_samples
+    if len(samples) >= MAX_SAMPLES:
+        del samples[1::2]  # keep the whole run at half the resolution
+    samples.append((round(t, 4), len(master.pool), sum(w.queued for w in master.workers.values())))
+
+
+def run_master(comm, master: Master, checkpoint_every: float | None = None, on_checkpoint=None,
+               progress=None) -> None:
     """Drive ``master`` until the call ends: probe with back-off, never spin.
 
     Every ``checkpoint_every`` seconds it starts a snapshot round and hands
     each consistent cut to ``on_checkpoint`` (which must not block for long:
-    writing happens in a background thread).
+    writing happens in a background thread). ``progress`` (a Progress) is
+    updated as tasks finish.
     """
     from mpi4py import MPI
 
@@ -400,10 +415,18 @@ def run_master(comm, master: Master, checkpoint_every: float | None = None, on_c
     send_all(master.start())
     backoff = Backoff()
     status = MPI.Status()
-    next_checkpoint = time.monotonic() + checkpoint_every if checkpoint_every else None
+    start = time.monotonic()
+    next_checkpoint = start + checkpoint_every if checkpoint_every else None
+    next_sample = start
     while not master.done:
         if signals.requested() and not master.preempt_signal:
             send_all(master.preempt(signals.requested()))
+        now = time.monotonic()
+        if now >= next_sample:
+            _sample(master, now - start)
+            next_sample = now + SAMPLE_INTERVAL_S
+            if progress is not None:
+                progress.update(master.finished, master.created, now)
         msg = comm.improbe(source=MPI.ANY_SOURCE, tag=Tag.REPORT, status=status)
         if msg is None:
             now = time.monotonic()
@@ -418,7 +441,12 @@ def run_master(comm, master: Master, checkpoint_every: float | None = None, on_c
                 backoff.sleep()
             continue
         backoff.reset()
-        send_all(master.handle(status.source, Tag.REPORT, msg.recv()))
+        body = msg.recv()
+        master.bytes_from[status.source] = master.bytes_from.get(status.source, 0) + status.Get_count(MPI.BYTE)
+        send_all(master.handle(status.source, Tag.REPORT, body))
         if len(pending) > 256 and MPI.Request.Testall(pending):
             pending.clear()
     MPI.Request.Waitall(pending)
+    _sample(master, time.monotonic() - start)
+    if progress is not None:
+        progress.finish(master.finished, master.created)

@@ -19,7 +19,9 @@ from .checkpoint import CallState, CheckpointError, job_identity, read_checkpoin
 from .checkpoint_writer import CheckpointWriter
 from .errors import InvalidCall, Preempted, TaskError
 from .master import Master, run_master
+from .metrics import write_chrome_trace
 from .policies import get_policy
+from .progress import Progress
 from .protocol import Backoff, Stop
 from .reduce import SKIPPED, combine_collectively, deliver, resolve_op, skip_aware
 from .stats import CallStats
@@ -64,8 +66,14 @@ class Runtime:
     def __init__(self, comm=None, policy="steal", capacity: float = 1.0, abort_on_error: bool = True,
                  checkpoint=None, checkpoint_every: float = 60.0, resume: bool = True,
                  retries: int = 0, on_error: str = "raise", task_timeout: float | None = None,
-                 preempt_grace: float = 10.0, device: str = "auto", device_memory_limit=None):
+                 preempt_grace: float = 10.0, device: str = "auto", device_memory_limit=None,
+                 progress="auto", progress_every: float = 30.0, trace=None):
         self.policy = get_policy(policy)
+        if progress not in (True, False, "auto", "lines"):
+            raise InvalidCall(f"progress must be True, False, 'auto' or 'lines', got {progress!r}")
+        self.progress = progress
+        self.progress_every = _positive(progress_every, "progress_every")
+        self.trace = os.fspath(trace) if trace is not None else None
         if device not in DEVICES:
             raise InvalidCall(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         self.device = device
@@ -232,6 +240,7 @@ class Runtime:
         seen = comm.allgather((signature, error, n_roots, stored is not None and stored.complete))
         _check_agreement(seen)
         n_roots, replay = seen[MASTER][2], seen[MASTER][3]
+        epoch = time.perf_counter()  # every rank passed the same collective just now: the trace's zero
         if replay:
             return self._replay(kind, stored, root, t0)
 
@@ -242,6 +251,7 @@ class Runtime:
                                          index, identity, stored)
 
         spec = _CallSpec(kind, kernel, source, decomposition, mode, op_fn, n_roots, t0, index, identity)
+        spec.epoch = epoch
         resume = stored
         while True:
             try:
@@ -277,11 +287,18 @@ class Runtime:
         def finish(stop):
             """The end of the call on every rank: statistics, then the result or the error."""
             _wait_for_all(comm)
-            worker_stats = comm.allgather(executor.stats.as_dict() if executor else None)
-            info = comm.bcast((time.perf_counter() - spec.t0, master.created, master.steals_brokered,
-                               master.messages, master.failed) if master else None, root=MASTER)
-            stats = CallStats(kind, self.policy.name, comm.size, info[1], info[0], info[2], info[3],
-                              [w for w in worker_stats if w is not None], failed=info[4])
+            mine = (executor.stats.as_dict(), executor.times.summary()) if executor else (None, None)
+            gathered = comm.allgather(mine)
+            info = comm.bcast(((time.perf_counter() - spec.t0, master.created, master.steals_brokered,
+                                master.messages, master.failed, master.queue_samples), master.bytes_from)
+                              if master else None, root=MASTER)
+            stats = CallStats.build(kind, self.policy.name, comm.size, info[0], [g[0] for g in gathered],
+                                    [g[1] for g in gathered], info[1])
+            if self.trace:
+                events = comm.gather(executor.times.events(comm.rank, spec.epoch) if executor else [], root=MASTER)
+                if comm.rank == MASTER:
+                    write_chrome_trace(self.trace, [e for evs in events for e in evs],
+                                       {"call": spec.index, "kind": kind, "policy": self.policy.name})
             if stop.kind == "error":
                 return stats, TaskError(**stop.info), None
             if stop.kind == "preempted":
@@ -299,6 +316,7 @@ class Runtime:
             executor = Executor(spec.kernel, mode, spec.decomposition, n_roots, op_fn, comm.rank, comm.size,
                                 self.backend.xp, retries=self.retries, on_error=self.on_error,
                                 device=self.backend.device)
+            executor.times.tracing = bool(self.trace)
             loop = WorkerLoop(comm, executor, self.policy, MASTER, task_timeout=self.task_timeout)
             return loop.run(finish)
 
@@ -314,7 +332,8 @@ class Runtime:
 
         # Snapshots serve the checkpoint file and, under ULFM, the in-memory rollback point.
         snapshots = self._writer is not None or self._ulfm
-        run_master(comm, master, self.checkpoint_every if snapshots else None, on_checkpoint)
+        run_master(comm, master, self.checkpoint_every if snapshots else None, on_checkpoint,
+                   progress=Progress(self.progress, self.progress_every) if self.progress else None)
         if master.stop.kind == "preempted" and self._writer is not None:
             self._writer.write_now(self._done + [self._label(master.checkpoint, spec.index, spec.identity)])
         stats, exc, full = finish(master.stop)
@@ -374,7 +393,8 @@ class Runtime:
     def _call_in_process(self, kind, kernel, source, decomposition, mode, op_fn, n_roots, t0,
                          index, identity, stored):
         ex = Executor(kernel, mode, decomposition, n_roots, op_fn, 0, 1, self.backend.xp,
-                      retries=self.retries, on_error=self.on_error, device=self.backend.device)
+                      retries=self.retries, on_error=self.on_error, device=self.backend.device,
+                      tracing=bool(self.trace))
         master = Master(source.runs(), self.policy, [], [], mode, op=op_fn, n_roots=n_roots, resume=stored,
                         payload_runs=source.payloads)
         ex.queue.push_many(master.pool.entries() if self.policy.balances else master._static_entries)
@@ -404,8 +424,10 @@ class Runtime:
                 raise TaskError(**ex.error)
         cut()
         ex.stats.wall_s = time.perf_counter() - t0
-        self.stats = CallStats(kind, self.policy.name, 1, ex.stats.tasks, ex.stats.wall_s,
-                               workers=[ex.stats.as_dict()], failed=list(master.failed))
+        self.stats = CallStats.build(kind, self.policy.name, 1, (ex.stats.wall_s, ex.stats.tasks, 0, 0,
+                                     list(master.failed), []), [ex.stats.as_dict()], [ex.times.summary()], {})
+        if self.trace:
+            write_chrome_trace(self.trace, ex.times.events(0, t0), {"call": index, "kind": kind})
         if mode == "reduce":
             value = None if ex.tree.result is SKIPPED else to_host(ex.tree.result)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CallStats"]
+__all__ = ["CallStats", "format_table"]
 
 
 @dataclass
@@ -19,6 +19,26 @@ class CallStats:
     workers: list = field(default_factory=list)  # one dict per worker rank (WorkerStats.as_dict)
     failed: list = field(default_factory=list)  # [(task_id, traceback)] skipped under on_error="skip"
     restored: bool = False  # the call had completed before a restart; its result came from the checkpoint
+    task_time: dict = field(default_factory=dict)  # count, mean, p50, p95, max of task durations (s)
+    queue_samples: list = field(default_factory=list)  # (s since start, master pool, queued at workers)
+
+    @classmethod
+    def build(cls, kind, policy, ranks, master_info, worker_dicts, summaries, master_bytes_from):
+        """Assemble a call's statistics (the same on every rank) from what the ranks report."""
+        from .metrics import merge_summaries
+
+        wall, created, brokered, messages, failed, samples = master_info
+        workers = [dict(w) for w in worker_dicts if w is not None]
+        received = [w.pop("bytes_from", {}) for w in workers]
+        for w in workers:  # bytes a worker sent = bytes the others received from it
+            r = w["rank"]
+            w["bytes_out"] = master_bytes_from.get(r, 0) + sum(got.get(r, 0) for got in received)
+        return cls(kind, policy, ranks, created, wall, brokered, messages, workers, failed=failed,
+                   task_time=merge_summaries([s for s in summaries if s is not None]), queue_samples=samples)
+
+    @property
+    def master_messages_per_s(self) -> float:
+        return self.master_messages / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
     def steals(self) -> int:
@@ -45,18 +65,35 @@ class CallStats:
             "wall_s": self.wall_s, "steals": self.steals, "steals_brokered": self.steals_brokered,
             "master_messages": self.master_messages, "efficiency": self.efficiency,
             "workers": self.workers, "failed": [[list(t), tb] for t, tb in self.failed],
-            "restored": self.restored,
+            "restored": self.restored, "task_time": self.task_time,
+            "master_messages_per_s": self.master_messages_per_s, "queue_samples": self.queue_samples,
         }
 
     def __str__(self):
-        lines = [
-            f"{self.kind} policy={self.policy} ranks={self.ranks} tasks={self.tasks} "
-            f"wall={self.wall_s:.4f}s steals={self.steals} efficiency={self.efficiency:.3f}",
-            f"{'rank':>5} {'tasks':>9} {'busy_s':>9} {'idle_s':>9} {'stolen_in':>9} {'given':>6}",
-        ]
-        for w in self.workers:
-            lines.append(
-                f"{w['rank']:>5} {w['tasks']:>9} {w['busy_s']:>9.4f} {w['idle_s']:>9.4f} "
-                f"{w['tasks_received']:>9} {w['tasks_given']:>6}"
-            )
-        return "\n".join(lines)
+        return format_table(self.as_dict())
+
+
+def format_table(d: dict) -> str:
+    """The statistics of a call (``CallStats.as_dict()``, also as saved in result files) as text."""
+    t = d.get("task_time") or {}
+    lines = [
+        f"{d['kind']} policy={d['policy']} ranks={d['ranks']} tasks={d['tasks']} wall={d['wall_s']:.4f}s "
+        f"steals={d['steals']} efficiency={d['efficiency']:.3f} master msgs/s={d.get('master_messages_per_s', 0):.0f}",
+    ]
+    if t.get("count"):
+        lines.append(f"task time: mean {_t(t['mean'])} p50 {_t(t['p50'])} p95 {_t(t['p95'])} max {_t(t['max'])}")
+    lines.append(f"{'rank':>5} {'tasks':>9} {'busy_s':>9} {'idle_s':>9} {'comm_s':>8} {'util':>6} "
+                 f"{'steals_in':>9} {'given':>6} {'MB_in':>8} {'MB_out':>8}")
+    for w in d["workers"]:
+        lines.append(
+            f"{w['rank']:>5} {w['tasks']:>9} {w['busy_s']:>9.4f} {w['idle_s']:>9.4f} {w.get('comm_s', 0):>8.4f} "
+            f"{w.get('utilization', 0):>6.1%} {w['steals_received']:>9} {w['tasks_given']:>6} "
+            f"{w.get('bytes_in', 0) / 1e6:>8.3f} {w.get('bytes_out', 0) / 1e6:>8.3f}"
+        )
+    if d.get("failed"):
+        lines.append(f"failed tasks: {len(d['failed'])} (first: {d['failed'][0][0]})")
+    return "\n".join(lines)
+
+
+def _t(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f}us" if seconds < 1e-3 else f"{seconds * 1e3:.2f}ms" if seconds < 1 else f"{seconds:.2f}s"

@@ -21,6 +21,7 @@ from . import taskcontext as _context
 from .protocol import Backoff, Report, State, Tag
 from .backends import is_out_of_memory, to_host
 from .kernels.batched import batch_form
+from .metrics import TaskTimes
 from .reduce import SKIPPED, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
@@ -32,7 +33,8 @@ _now = time.perf_counter
 
 class WorkerStats:
     __slots__ = ("rank", "tasks", "busy_s", "idle_s", "wall_s", "steals_given", "tasks_given",
-                 "steals_received", "tasks_received", "requests", "messages_sent", "retries", "hung", "batches")
+                 "steals_received", "tasks_received", "requests", "messages_sent", "retries", "hung", "batches",
+                 "comm_s", "bytes_in", "bytes_from")
 
     def __init__(self, rank):
         self.rank = rank
@@ -42,9 +44,14 @@ class WorkerStats:
         self.steals_received = self.tasks_received = 0
         self.requests = self.messages_sent = 0
         self.retries = self.hung = self.batches = 0
+        self.comm_s = 0.0  # mailbox time inside MPI calls
+        self.bytes_in = 0
+        self.bytes_from: dict = {}  # bytes received from each rank (its bytes out, counted here)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__}
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["utilization"] = self.busy_s / self.wall_s if self.wall_s > 0 else 0.0
+        return out
 
 
 class Executor:
@@ -66,7 +73,7 @@ class Executor:
     BATCH_MAX = 4096
 
     def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy,
-                 retries=0, on_error="raise", retry_backoff_s=0.05, device=None):
+                 retries=0, on_error="raise", retry_backoff_s=0.05, device=None, tracing=False):
         self.kernel = kernel
         self.batch_fn = batch_form(kernel)
         # A kernel may say how many payloads fit a batch (device memory); the cap
@@ -82,6 +89,7 @@ class Executor:
         self.done = 0
         self.spawned = 0
         self.stats = WorkerStats(rank)
+        self.times = TaskTimes(tracing)
         self.error: dict | None = None
         self.retries = retries
         self.on_error = on_error
@@ -170,7 +178,9 @@ class Executor:
         except Exception as exc:
             failure = exc
         finally:
-            self.stats.busy_s += _now() - t0
+            dt = _now() - t0
+            self.stats.busy_s += dt
+            self.times.add_batch(t0, dt, [task_id for task_id, _, _ in tasks])
             ctx._in_batch = False
             _context._set_current(None)
         if failure is not None:
@@ -230,7 +240,9 @@ class Executor:
                     "exc_type": type(exc).__name__,
                 }
             finally:
-                self.stats.busy_s += _now() - t0
+                dt = _now() - t0
+                self.stats.busy_s += dt
+                self.times.add(t0, dt, task_id)
                 _context._set_current(None)
         return False, error
 
@@ -423,18 +435,25 @@ class WorkerLoop:
         comm, status, pending = self.comm, MPI.Status(), []
         backoff = Backoff(tmax=self.MAILBOX_BACKOFF_S)
         try:
+            stats = self.ex.stats
             while True:
+                t0 = _now()
                 self._flush(pending)
                 msg = comm.improbe(status=status)
                 if msg is not None:
                     backoff.reset()
                     body = msg.recv()
+                    stats.comm_s += _now() - t0
+                    size, source = status.Get_count(MPI.BYTE), status.source
+                    stats.bytes_in += size
+                    stats.bytes_from[source] = stats.bytes_from.get(source, 0) + size
                     with self.cond:
                         self._handle(status.tag, status.source, body)
                         self.cond.notify()
                     if self.stopped:
                         break
                     continue
+                stats.comm_s += _now() - t0
                 self._watch()
                 if len(pending) > 64 and MPI.Request.Testall(pending):
                     pending.clear()
