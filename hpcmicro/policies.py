@@ -7,9 +7,9 @@ across nodes, a task costs whatever the kernel costs. So:
   self-scheduling would hand out first, and it costs one message per worker.
 - Hand out the rest on request in chunks of ceil(pool * share / 2) (guided
   self-scheduling: few messages while the pool is large, small chunks near the
-  end), capped at ``batch_seconds`` of measured work so that the last chunks
+  end), capped at ``batch_seconds`` of measured work (at least 2 tasks) so that the last chunks
   bound the imbalance at the end of a call.
-- A worker asks before it runs dry (``low_water_seconds`` of queued work
+- A worker asks before it runs dry (less than ``low_water_seconds`` of queued work, or fewer than 2 tasks
   left), so a round trip never leaves it idle.
 - Once the pool is empty, an idle worker steals half of the queue of the worker
   with most queued work (by tasks times mean task time), brokered by the master
@@ -53,6 +53,9 @@ class Policy:
     def chunk(self, pool: int, share: float, mean_task_s: float) -> int:
         return 0
 
+    def wants_more(self, queued: int, mean_task_s: float) -> bool:
+        return False
+
 
 class StaticPolicy(Policy):
     name = "static"
@@ -65,12 +68,16 @@ class StealPolicy(Policy):
     name = "steal"
     balances = True
     seed_fraction = 0.5
-    # A chunk carries at most this much measured work: it bounds the idle time
-    # at the end of a call and is ~1000x a message's cost, so messages stay cheap.
-    batch_seconds = 0.01
-    # Ask for more while this much work is queued: covers a request's round
-    # trip (master back-off is at most 1 ms) with margin.
-    low_water_seconds = 0.003
+    # A chunk carries at most this much measured work (but at least
+    # MIN_CHUNK tasks): it bounds the imbalance the last chunks can leave, and
+    # is ~1000x a message's cost, so messages stay cheap.
+    batch_seconds = 0.02
+    MIN_CHUNK = 2
+    # Ask for more while this much work (and at least LOW_WATER_TASKS tasks) is
+    # queued: covers a request's round trip with margin, also when ranks share
+    # cores and the master waits for a time slice (milliseconds, not microseconds).
+    low_water_seconds = 0.01
+    LOW_WATER_TASKS = 2
 
     def seed_counts(self, n_tasks, capacities):
         return proportional_split(math.ceil(n_tasks * self.seed_fraction), capacities)
@@ -78,8 +85,12 @@ class StealPolicy(Policy):
     def chunk(self, pool, share, mean_task_s):
         k = math.ceil(pool * share / 2)
         if mean_task_s > 0:
-            k = min(k, max(1, int(self.batch_seconds / mean_task_s)))
+            k = min(k, max(self.MIN_CHUNK, int(self.batch_seconds / mean_task_s)))
         return max(1, min(k, pool))
+
+    def wants_more(self, queued: int, mean_task_s: float) -> bool:
+        """Whether a worker with ``queued`` tasks waiting should ask for more now."""
+        return queued < self.LOW_WATER_TASKS or queued * mean_task_s < self.low_water_seconds
 
 
 POLICIES = {"static": StaticPolicy, "steal": StealPolicy}

@@ -388,7 +388,6 @@ class WorkerLoop:
     def _run_batch(self) -> None:
         """Run tasks until the queue empties or it is time to tell the master how we are."""
         ex, cond, policy = self.ex, self.cond, self.policy
-        low_water = policy.low_water_seconds
         while True:
             ok = ex.run_one()
             with cond:
@@ -400,7 +399,7 @@ class WorkerLoop:
                 if self.aborted or self.stopped or self.draining or ex.retired:
                     return
                 queued = len(ex.queue)
-                if policy.balances and not self.requested and (queued == 0 or queued * ex.mean_task_s < low_water):
+                if policy.balances and not self.requested and policy.wants_more(queued, ex.mean_task_s):
                     self._report(State.LOW if queued else State.IDLE)
                 if queued == 0:
                     return

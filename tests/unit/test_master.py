@@ -36,7 +36,10 @@ def test_steal_seeds_half_then_hands_out_guided_chunks():
     out = m.start()
     assert tasks_sent(out) == 50 and len(m.pool) == 50
     out = m.handle(1, Tag.REPORT, report(State.LOW, 1, done=20, queued=1, mean=1e-3))
-    assert tasks_sent(out, 1) == 10  # min(ceil(50 * 0.5 / 2) = 13, 10 ms / 1 ms = 10)
+    assert tasks_sent(out, 1) == 13  # min(ceil(50 * 0.5 / 2) = 13, 20 ms / 1 ms = 20)
+    out = m.handle(2, Tag.REPORT, report(State.LOW, 1, done=20, queued=1, mean=4e-3))
+    # Worker 2 is 4x slower: share 0.2, so min(ceil(37 * 0.2 / 2) = 4, 20 ms / mean 2.5 ms = 8)
+    assert tasks_sent(out, 2) == 4
 
 
 def test_capacity_weights_shape_the_seed():
