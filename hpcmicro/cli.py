@@ -73,7 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="after the last try: stop with an error (default) or record the task as failed and go on")
     ft.add_argument("--task-timeout", metavar="SECONDS", type=float,
                     help="hand a task running longer than this to another worker")
+    obs = run.add_argument_group("observability")
+    obs.add_argument("--trace", metavar="PATH", help="write a per-task timeline (Chrome trace JSON, opens in Perfetto)")
+    obs.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
+                     help="progress on rank 0: a bar on a terminal, plain lines in batch logs (default auto)")
+    obs.add_argument("--progress-every", metavar="SECONDS", type=float, default=30.0,
+                     help="seconds between progress lines in batch logs (default 30)")
     run.set_defaults(handler=cmd_run)
+    report = commands.add_parser("report", help="print a result file's statistics (or a checkpoint's progress)",
+                                 description="Print the statistics of a result file, or the progress of a checkpoint; "
+                                             "--plot draws the per-rank timeline of a trace.")
+    report.add_argument("file", metavar="FILE", help="result .h5 of `hpcmicro run`, a checkpoint .h5, or a trace .json")
+    report.add_argument("--plot", metavar="OUT.png", help="draw a Gantt chart and utilization over time (needs a trace)")
+    report.add_argument("--trace", metavar="TRACE.json", help="the trace to plot (default: the one the result file names)")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 
@@ -98,7 +111,9 @@ def cmd_run(args) -> int:
         return report(launch_rank(), exc, EXIT_USAGE)
     options = {"checkpoint": args.checkpoint, "checkpoint_every": args.checkpoint_every,
                "resume": not args.fresh, "retries": args.retries, "on_error": args.on_error,
-               "task_timeout": args.task_timeout}
+               "task_timeout": args.task_timeout, "trace": args.trace,
+               "progress": {"auto": "auto", "bar": True, "lines": "lines", "off": False}[args.progress],
+               "progress_every": args.progress_every}
     return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output",
                    options=options)
 
@@ -112,6 +127,7 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
     import hpcmicro as hm
     from hpcmicro.checkpoint import CheckpointError
 
+    trace = (options or {}).get("trace")
     _log_on_rank0(launch_rank())
     try:
         runtime = hm.Runtime(policy=spec.policy, **(options or {}))
@@ -140,7 +156,7 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
     if rank != 0:
         return EXIT_OK
     try:
-        write_output(spec.output, spec, result, stats)
+        write_output(spec.output, spec, result, stats, trace=trace)
     except Exception as exc:  # a full disk, a result that will not pickle: say so, no traceback
         return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_FAILED)
     _print(summary(spec, result, stats))
@@ -219,7 +235,7 @@ def summary(spec: JobSpec, result, stats) -> str:
 # -- HDF5 output --------------------------------------------------------------------------
 
 
-def write_output(path: str, spec: JobSpec, result, stats) -> None:
+def write_output(path: str, spec: JobSpec, result, stats, trace: str | None = None) -> None:
     """Write ``result`` and the run's metadata to ``path`` atomically (temp file + rename).
 
     Dataset ``result``: numbers and equal-shape numeric arrays are stored as a
@@ -237,7 +253,7 @@ def write_output(path: str, spec: JobSpec, result, stats) -> None:
     try:
         with h5py.File(tmp, "w") as f:
             _write_result(f, spec.call, result)
-            f.attrs.update(_attributes(spec, stats))
+            f.attrs.update(_attributes(spec, stats, trace))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an output is a normal file
@@ -248,8 +264,9 @@ def write_output(path: str, spec: JobSpec, result, stats) -> None:
         raise
 
 
-def _attributes(spec: JobSpec, stats) -> dict:
+def _attributes(spec: JobSpec, stats, trace: str | None = None) -> dict:
     return {
+        "trace": os.path.abspath(trace) if trace else "",
         "spec": spec.text,
         "job": spec.name,
         "kernel": spec.kernel,
@@ -321,3 +338,42 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- hpcmicro report ----------------------------------------------------------------------
+
+
+def cmd_report(args) -> int:
+    """Print a result file's statistics or a checkpoint's progress; --plot draws a trace."""
+    from . import report as reporting
+
+    path = args.file
+    try:
+        if path.endswith(".json"):
+            trace = path
+            if not args.plot:
+                data = reporting.load_trace(path)
+                _print(f"{path}: trace of {sum(len(s) for s, _ in data.values())} tasks on ranks {list(data)}")
+        else:
+            _print(reporting.describe_file(path))
+            trace = args.trace or _trace_named_by(path)
+        if args.plot:
+            if not trace:
+                return report_error(f"{path}: no trace to plot: run with --trace, or pass --trace TRACE.json")
+            reporting.plot_trace(trace, args.plot)
+            _print(f"wrote {args.plot}")
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        return report_error(f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, RuntimeError)) else exc)
+    return EXIT_OK
+
+
+def report_error(message) -> int:
+    return report(0, message, EXIT_USAGE)
+
+
+def _trace_named_by(path: str):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        trace = f.attrs.get("trace")
+    return str(trace) if trace else None

@@ -1,0 +1,96 @@
+"""``hpcmicro report``: a run's statistics as a table, and its timeline as a plot.
+
+Reads a result file of ``hpcmicro run`` (HDF5, attribute ``stats``), a
+checkpoint (progress of each call), or a Chrome trace written with
+``trace=`` / ``--trace``. The plot (matplotlib) is a per-rank Gantt chart of
+the tasks and the workers' utilization over time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy
+
+from .stats import format_table
+
+__all__ = ["describe_file", "load_trace", "plot_trace", "utilization_over_time"]
+
+
+def describe_file(path: str) -> str:
+    """A text report of a result file or a checkpoint."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+    if attrs.get("format") == "hpcmicro-checkpoint":
+        return _describe_checkpoint(path)
+    if "stats" not in attrs:
+        raise ValueError(f"{path}: neither an hpcmicro result file (no 'stats' attribute) nor a checkpoint")
+    stats = json.loads(attrs["stats"])
+    head = [f"{path}: job {attrs.get('job', '?')}, kernel {attrs.get('kernel', '?')}, "
+            f"{attrs.get('ranks', '?')} ranks, hpcmicro {attrs.get('hpcmicro_version', '?')}, {attrs.get('created', '')}"]
+    return "\n".join(head + [format_table(stats)])
+
+
+def _describe_checkpoint(path: str) -> str:
+    from .checkpoint import read_checkpoint
+
+    _, calls = read_checkpoint(path)
+    lines = [f"{path}: checkpoint with {len(calls)} call(s)"]
+    for c in calls:
+        pending = sum(b - a for a, b, _ in c.pending_roots) + len(c.pending_spawned)
+        state = "complete" if c.complete else f"{pending} task(s) pending, ~{c.finished} finished"
+        lines.append(f"  call {c.index}: {c.kind} over {c.n_roots} root tasks: {state}; {len(c.failed)} failed")
+        for task_id, tb in c.failed[:5]:
+            lines.append(f"    failed {tuple(task_id)}: {tb.strip().splitlines()[-1] if tb.strip() else ''}")
+    return "\n".join(lines)
+
+
+def load_trace(path: str) -> dict:
+    """{rank: (starts, durations)} in seconds, from a Chrome trace file."""
+    with open(path) as fh:
+        data = json.load(fh)
+    per_rank: dict = {}
+    for e in data.get("traceEvents", []):
+        if e.get("ph") == "X":
+            per_rank.setdefault(e["pid"], []).append((e["ts"] / 1e6, e["dur"] / 1e6))
+    return {r: (numpy.array([s for s, _ in v]), numpy.array([d for _, d in v])) for r, v in sorted(per_rank.items())}
+
+
+def utilization_over_time(trace: dict, bins: int = 100):
+    """(bin centres, fraction of workers busy) over the span of the trace."""
+    if not trace:
+        return numpy.empty(0), numpy.empty(0)
+    end = max(float((s + d).max()) for s, d in trace.values())
+    edges = numpy.linspace(0.0, end, bins + 1)
+    busy = numpy.zeros(bins)
+    for starts, durs in trace.values():
+        for a, b in zip(starts, starts + durs):  # overlap of [a, b) with every bin
+            busy += numpy.clip(numpy.minimum(b, edges[1:]) - numpy.maximum(a, edges[:-1]), 0, None)
+    width = edges[1] - edges[0]
+    return (edges[:-1] + edges[1:]) / 2, busy / (width * len(trace))
+
+
+def plot_trace(trace_path: str, out_png: str, title: str = "") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("plotting needs matplotlib: pip install matplotlib") from None
+    trace = load_trace(trace_path)
+    fig, (gantt, util) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for row, (rank, (starts, durs)) in enumerate(trace.items()):
+        gantt.broken_barh(list(zip(starts, durs)), (row - 0.4, 0.8), facecolors=f"C{row % 10}", linewidth=0)
+    gantt.set_yticks(range(len(trace)), [f"rank {r}" for r in trace])
+    gantt.set_title(title or f"tasks per worker ({trace_path})")
+    t, u = utilization_over_time(trace)
+    util.plot(t, u * 100)
+    util.set_ylim(0, 105)
+    util.set_ylabel("busy %")
+    util.set_xlabel("seconds since the call started")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
