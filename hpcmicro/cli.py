@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", metavar="JOB.toml", help="the job spec (format: docs/jobspec.md)")
     run.add_argument("--policy", choices=POLICIES, help="scheduling policy (overrides job.policy)")
     run.add_argument("--output", metavar="PATH", help="HDF5 file to write (overrides job.output)")
+    run.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where tasks run (overrides job.device)")
+    run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                     help="override a spec value, e.g. --set tasks.range.n=100 --set job.args.samples=1000")
     ft = run.add_argument_group("fault tolerance (docs/fault-tolerance.md)")
     ft.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint: resume from it if it exists, keep it current")
     ft.add_argument("--checkpoint-every", metavar="SECONDS", type=float, default=60.0,
@@ -105,7 +108,8 @@ def main(argv=None) -> int:
 
 def cmd_run(args) -> int:
     try:
-        spec = load(args.spec).with_overrides(policy=args.policy, output=args.output)
+        spec = load(args.spec, args.overrides).with_overrides(policy=args.policy, output=args.output,
+                                                              device=args.device)
         kernel, tasks = spec.kernel_callable(), spec.build_tasks()
     except JobSpecError as exc:
         return report(launch_rank(), exc, EXIT_USAGE)
@@ -130,7 +134,7 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
     trace = (options or {}).get("trace")
     _log_on_rank0(launch_rank())
     try:
-        runtime = hm.Runtime(policy=spec.policy, **(options or {}))
+        runtime = hm.Runtime(policy=spec.policy, device=spec.device, **(options or {}))
         runtime.open()
     except (hm.InvalidCall, CheckpointError) as exc:
         return report(launch_rank(), exc, EXIT_USAGE)
@@ -139,6 +143,9 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
         problem = _agree_on_output(rank, spec, output_key)
         if problem is not None:
             return report(rank, problem, EXIT_USAGE)
+        problem = _agree(rank, _run_setup(spec) if rank == 0 else None)
+        if problem is not None:
+            return report(rank, problem, EXIT_FAILED)
         try:
             if spec.call == "map":
                 result = rt.map(kernel, tasks, root=0)
@@ -159,8 +166,32 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
         write_output(spec.output, spec, result, stats, trace=trace)
     except Exception as exc:  # a full disk, a result that will not pickle: say so, no traceback
         return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    if spec.finalize is not None:
+        try:
+            spec.finalize(result, spec.output, **spec.args)
+        except Exception as exc:
+            return report(rank, f"{spec.path}: job.finalize failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
     _print(summary(spec, result, stats))
     return EXIT_OK
+
+
+def _run_setup(spec: JobSpec):
+    """Rank 0 prepares the job's inputs (job.setup) before any task runs; returns a problem or None."""
+    if spec.setup is None:
+        return None
+    try:
+        spec.setup(**spec.args)
+    except Exception as exc:
+        return f"{spec.path}: job.setup failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _agree(rank: int, problem):
+    """Rank 0's verdict, on every rank (so that all stop, or none)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD  # the runtime works on a duplicate, so this never meets its messages
+    return comm.bcast(problem, root=0) if comm.size > 1 else problem
 
 
 def _log_on_rank0(rank: int) -> None:
@@ -182,11 +213,7 @@ def _agree_on_output(rank: int, spec: JobSpec, key: str):
     writes, and a folder that exists on one node but not another must not make
     some ranks quit while the others wait for them.
     """
-    problem = _output_problem(spec, key) if rank == 0 else None
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD  # the runtime works on a duplicate, so this never meets its messages
-    return comm.bcast(problem, root=0) if comm.size > 1 else problem
+    return _agree(rank, _output_problem(spec, key) if rank == 0 else None)
 
 
 def _output_problem(spec: JobSpec, key: str) -> str | None:

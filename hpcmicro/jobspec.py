@@ -45,7 +45,8 @@ POLICIES = ("static", "steal")  # hpcmicro.policies.POLICIES (likewise)
 TASK_SOURCES = ("range", "blocks", "list")
 
 _TOP_KEYS = ("job", "tasks")
-_JOB_KEYS = ("name", "kernel", "call", "op", "policy", "output", "args")
+_JOB_KEYS = ("name", "kernel", "call", "op", "policy", "output", "args", "device", "setup", "finalize")
+DEVICES = ("auto", "cpu", "gpu")  # hpcmicro.backends.DEVICES
 _RANGE_KEYS = ("n", "chunk")
 _BLOCKS_KEYS = ("shape", "block")
 _KERNEL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -77,6 +78,9 @@ class JobSpec:
     output: str  # as written (relative to the current directory) or overridden
     tasks_source: str  # "range" | "blocks" | "list"
     tasks_value: Any  # the table or array under [tasks], as written
+    device: str = "auto"
+    setup: Callable | None = field(default=None, repr=False)  # rank 0, before the call: setup(**args)
+    finalize: Callable | None = field(default=None, repr=False)  # rank 0, after the output: finalize(result, path, **args)
 
     def kernel_callable(self) -> Callable:
         """The kernel with ``[job.args]`` bound (a partial pickles, unlike a closure)."""
@@ -97,9 +101,14 @@ class JobSpec:
         """Root tasks the call starts with (spawned ones not counted)."""
         return _count_tasks(self.tasks_source, self.tasks_value)
 
-    def with_overrides(self, policy: str | None = None, output: str | None = None) -> "JobSpec":
+    def with_overrides(self, policy: str | None = None, output: str | None = None,
+                       device: str | None = None) -> "JobSpec":
         """The spec with command-line overrides applied (checked like the file's values)."""
         changes = {}
+        if device is not None:
+            if device not in DEVICES:
+                raise JobSpecError(self.path, "--device", _bad_choice("device", device, DEVICES))
+            changes["device"] = device
         if policy is not None:
             if policy not in POLICIES:
                 raise JobSpecError(self.path, "--policy", _bad_choice("policy", policy, POLICIES))
@@ -114,15 +123,40 @@ class JobSpec:
 # -- loading -------------------------------------------------------------------------------
 
 
-def load(path) -> JobSpec:
-    """Read, parse and validate the spec at ``path``; import its kernel. Raise JobSpecError."""
+def load(path, overrides=()) -> JobSpec:
+    """Read, parse and validate the spec at ``path``; import its kernel. Raise JobSpecError.
+
+    ``overrides``: ``"dotted.key=VALUE"`` strings (the CLI's ``--set``), VALUE
+    in TOML syntax (a bare word is taken as a string), applied before checking.
+    """
     path = Path(path)
     text = _read(path)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise JobSpecError(path, None, f"invalid TOML: {exc}") from None
+    for item in overrides:
+        _apply_override(path, doc, item)
+    if overrides:
+        text += "\n# --set " + "\n# --set ".join(overrides) + "\n"
     return _Validator(path, text).validate(doc)
+
+
+def _apply_override(path, doc: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise JobSpecError(path, "--set", f"expected KEY=VALUE, got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: a string
+    parts = key.strip().split(".")
+    table = doc
+    for i, part in enumerate(parts[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise JobSpecError(path, "--set", f"{'.'.join(parts[:i + 1])} is not a table")
+    table[parts[-1]] = value
 
 
 def _read(path: Path) -> str:
@@ -252,10 +286,18 @@ class _Validator:
             where = {"range": "tasks.range.n", "blocks": "tasks.blocks.shape", "list": "tasks.list"}[source]
             self.fail(where, "map_reduce needs at least one task; this gives none")
 
+        device = self.choice(job, "device", "job", DEVICES, "auto")
         function = self.import_kernel(kernel)
         self.check_arguments(kernel, function, args)
+        hooks = {}
+        for hook in ("setup", "finalize"):
+            ref = self.string(job, hook, "job")
+            if ref is not None:
+                if not _KERNEL_RE.match(ref):
+                    self.fail(f"job.{hook}", f"expected 'module:function', got {ref!r}")
+                hooks[hook] = self.import_kernel(ref, key=f"job.{hook}")
         return JobSpec(self.path, self.text, name, kernel, function, dict(args), call, op, policy,
-                       output, source, value)
+                       output, source, value, device, hooks.get("setup"), hooks.get("finalize"))
 
     def task_source(self, tasks: dict):
         self.known_keys(tasks, TASK_SOURCES, "tasks")
@@ -285,7 +327,15 @@ class _Validator:
         return source, table
 
     # -- the kernel ------------------------------------------------------------------------
-    def import_kernel(self, kernel: str) -> Callable:
+    def import_kernel(self, kernel: str, key: str = "job.kernel") -> Callable:
+        try:
+            return self._import(kernel)
+        except JobSpecError as exc:
+            if key == "job.kernel":
+                raise
+            raise JobSpecError(self.path, key, exc.reason) from None
+
+    def _import(self, kernel: str) -> Callable:
         module_name, _, attr_path = kernel.partition(":")
         folder = str(self.path.resolve().parent)
         if folder not in sys.path:

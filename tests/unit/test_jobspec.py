@@ -228,7 +228,7 @@ ERRORS = [
      r"unknown key; did you mean 'policy'\?"),
     ('[job]\nkernal = "kmod:hits"\n[tasks]\nlist = [1]\n', "job.kernal", r"unknown key; did you mean 'kernel'\?"),
     ('[job]\nkernel = "kmod:hits"\nzzz = 1\n[tasks]\nlist = [1]\n', "job.zzz",
-     r"unknown key; valid keys: args, call, kernel, name, op, output, policy"),
+     r"unknown key; valid keys: args, call, device, finalize, kernel, name, op, output, policy, setup"),
     ('[job]\nname = "x"\n[tasks]\nlist = [1]\n', "job.kernel", r"missing required key"),
     ('[job]\nkernel = 3\n[tasks]\nlist = [1]\n', "job.kernel", r"expected a string, got integer 3"),
     ('[job]\nkernel = "kmod.hits"\n[tasks]\nlist = [1]\n', "job.kernel", r"expected 'module:function', got 'kmod.hits'"),
