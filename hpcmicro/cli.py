@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     obs.add_argument("--progress-every", metavar="SECONDS", type=float, default=30.0,
                      help="seconds between progress lines in batch logs (default 30)")
     run.set_defaults(handler=cmd_run)
+    plan = commands.add_parser("plan", help="validate a job spec and estimate its size, without running the job",
+                               description="Validate a job spec, count its tasks, and estimate work, memory and "
+                                           "output size from a few sample tasks run here (no MPI job).")
+    plan.add_argument("spec", metavar="JOB.toml")
+    plan.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides")
+    plan.add_argument("--sample", metavar="N", type=int, default=1,
+                      help="tasks to run here to time them and size their results (0: none; default 1)")
+    plan.add_argument("--ranks", metavar="N", type=int, default=4, help="ranks to estimate the wall time for")
+    plan.set_defaults(handler=cmd_plan)
+    inspect_ = commands.add_parser("inspect", help="describe a result file or a checkpoint",
+                                   description="Describe a result file (job, timings, statistics, failed tasks) "
+                                               "or a checkpoint (progress of each call, failed tasks).")
+    inspect_.add_argument("file", metavar="FILE.h5")
+    inspect_.set_defaults(handler=cmd_inspect)
     report = commands.add_parser("report", help="print a result file's statistics (or a checkpoint's progress)",
                                  description="Print the statistics of a result file, or the progress of a checkpoint; "
                                              "--plot draws the per-rank timeline of a trace.")
@@ -404,3 +418,28 @@ def _trace_named_by(path: str):
     with h5py.File(path, "r") as f:
         trace = f.attrs.get("trace")
     return str(trace) if trace else None
+
+
+# -- hpcmicro plan / inspect ---------------------------------------------------------------
+
+
+def cmd_plan(args) -> int:
+    """Validate, count tasks, estimate from samples; launches no MPI job."""
+    from .planning import plan_text
+
+    try:
+        spec = load(args.spec, args.overrides)
+        _print(plan_text(spec, sample=max(0, args.sample), ranks=max(2, args.ranks)))
+    except JobSpecError as exc:
+        return report(0, exc, EXIT_USAGE)
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from . import report as reporting
+
+    try:
+        _print(reporting.inspect_file(args.file))
+    except (OSError, ValueError, KeyError) as exc:
+        return report_error(f"{args.file}: {exc}" if isinstance(exc, OSError) else exc)
+    return EXIT_OK

@@ -14,7 +14,7 @@ import numpy
 
 from .stats import format_table
 
-__all__ = ["describe_file", "load_trace", "plot_trace", "utilization_over_time"]
+__all__ = ["describe_file", "inspect_file", "load_trace", "plot_trace", "utilization_over_time"]
 
 
 def describe_file(path: str) -> str:
@@ -31,6 +31,27 @@ def describe_file(path: str) -> str:
     head = [f"{path}: job {attrs.get('job', '?')}, kernel {attrs.get('kernel', '?')}, "
             f"{attrs.get('ranks', '?')} ranks, hpcmicro {attrs.get('hpcmicro_version', '?')}, {attrs.get('created', '')}"]
     return "\n".join(head + [format_table(stats)])
+
+
+def inspect_file(path: str) -> str:
+    """``describe_file`` plus what a result file holds and the spec that made it."""
+    import h5py
+
+    text = describe_file(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") == "hpcmicro-checkpoint":
+            return text
+        lines = [text, "", "datasets:"]
+        f.visititems(lambda name, obj: lines.append(
+            f"  /{name}: shape {obj.shape}, {obj.dtype}" + (f", encoding {obj.attrs['encoding']}"
+                                                            if "encoding" in obj.attrs else ""))
+            if isinstance(obj, h5py.Dataset) else None)
+        for key in ("call", "op", "policy", "tasks", "wall_s", "trace"):
+            if key in f.attrs and f.attrs[key] != "":
+                lines.append(f"{key}: {f.attrs[key]}")
+        if "spec" in f.attrs:
+            lines += ["spec:", *("  " + line for line in str(f.attrs["spec"]).splitlines())]
+    return "\n".join(lines)
 
 
 def _describe_checkpoint(path: str) -> str:
