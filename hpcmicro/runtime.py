@@ -315,8 +315,7 @@ class Runtime:
         if comm.rank != MASTER:
             executor = Executor(spec.kernel, mode, spec.decomposition, n_roots, op_fn, comm.rank, comm.size,
                                 self.backend.xp, retries=self.retries, on_error=self.on_error,
-                                device=self.backend.device)
-            executor.times.tracing = bool(self.trace)
+                                device=self.backend.device, tracing=bool(self.trace))
             loop = WorkerLoop(comm, executor, self.policy, MASTER, task_timeout=self.task_timeout)
             return loop.run(finish)
 
@@ -410,7 +409,13 @@ class Runtime:
             return self._label(master._cut(ex.pending_entries()), index, identity)
 
         next_checkpoint = time.monotonic() + self.checkpoint_every
+        run_one = ex.run_one
         while ex.queue:
+            for _ in range(64):  # check signals and the checkpoint clock every 64 tasks, not every task
+                if not ex.queue or not run_one():
+                    break
+            if ex.error is not None:
+                raise TaskError(**ex.error)
             if signals.requested():
                 if self._writer is not None:
                     self._writer.write_now(self._done + [cut()])
@@ -420,8 +425,6 @@ class Runtime:
             if self._writer is not None and time.monotonic() >= next_checkpoint:
                 self._writer.submit(self._done + [cut()])
                 next_checkpoint = time.monotonic() + self.checkpoint_every
-            if not ex.run_one():
-                raise TaskError(**ex.error)
         cut()
         ex.stats.wall_s = time.perf_counter() - t0
         self.stats = CallStats.build(kind, self.policy.name, 1, (ex.stats.wall_s, ex.stats.tasks, 0, 0,

@@ -90,7 +90,7 @@ class BatchOptions:
     python: str = "python3"
     array_parallel: int | None = None  # at most this many array tasks at once (--array=...%N)
     sbatch_options: list = field(default_factory=list)  # extra "#SBATCH" options, verbatim
-    submitted_by: str | None = None  # "hpcmicro submit ..." for the header; None: an example
+    submitted_by: str | None = None  # who wrote the script, for its header; None: an example
 
     @property
     def is_array(self) -> bool:
@@ -163,7 +163,7 @@ def _q(value) -> str:
 
 def _header(opts: BatchOptions) -> str:
     if opts.submitted_by is not None:
-        return (f"# Written by `{opts.submitted_by}`.\n"
+        return (f"# Written by {opts.submitted_by}.\n"
                 "# Submit it again with `sbatch` to rerun; docs/slurm.md says what each part does.\n")
     what = {
         "cpu": ("CPU job: MPI ranks on CPU cores; rank 0 coordinates, the others run tasks.",
@@ -348,7 +348,8 @@ fi
 if [ "$terminated" -eq 0 ] && { [ $status -eq 75 ] || { [ "$preempted" -eq 1 ] && [ $status -gt 128 ]; }; }; then
     echo "hpcmicro: step exited $status; requeueing job $SELF"
     if scontrol requeue "$SELF"; then
-        sleep 60 & wait $!   # Slurm ends this script as the job goes back to the queue
+        sleep 60 & wait $!   # Slurm ends this script (TERM) as the job goes back to the queue
+        kill $! 2>/dev/null
         exit 0
     fi
     echo "hpcmicro: scontrol requeue failed; resubmit with the same checkpoint to resume" >&2

@@ -90,6 +90,9 @@ class Executor:
         self.spawned = 0
         self.stats = WorkerStats(rank)
         self.times = TaskTimes(tracing)
+        self._tracing = tracing
+        self._record_duration = self.times.durations.append  # bound once: this runs per task
+        self.on_device = device is not None
         self.error: dict | None = None
         self.retries = retries
         self.on_error = on_error
@@ -98,7 +101,7 @@ class Executor:
         self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue and results
         self._children: list = []
         self.current: list = []  # entries of the task(s) running now (for snapshots, hand-backs)
-        self.current_started = 0.0  # monotonic start of its current attempt
+        self.current_started = 0.0  # perf_counter start of its current attempt
         self.retired = False  # set by the mailbox when the running task overran its timeout
 
     def _spawn(self, child_id, payload, priority):
@@ -113,17 +116,24 @@ class Executor:
         return self.stats.busy_s / self.stats.tasks if self.stats.tasks else 0.0
 
     def run_one(self) -> bool:
-        """Run the front task (or a batch of them). False if one failed for good under on_error="raise"."""
+        """Run the front task (or a batch of them). False if one failed for good under on_error="raise".
+
+        This is the per-task hot path (a no-op task costs a few microseconds
+        here): the running task is noted as a plain tuple, and turned into a
+        queue entry only if a snapshot asks for it.
+        """
         if self.batch_fn is not None and self.stats.tasks and self.mean_task_s < self.BATCH_BELOW_S:
             return self._run_batch()
         with self.lock:
             if not self.queue:  # a steal took it meanwhile
                 return True
-            task_id, payload, priority = self._pop_current()
-            self.current_started = time.monotonic()
+            task_id, payload, priority, run = self.queue.pop()
+            self.current.append((task_id, payload, priority, run))
+        if run is not None and run.payloads is None:
+            payload = self.decomposition.payload(task_id[0])
         ok, value = self._attempts(task_id, payload, priority)
         with self.lock:
-            self.current = []
+            self.current.clear()
             if self.retired:  # handed to another worker meanwhile: its result would count twice
                 self._children = []
                 return True
@@ -139,12 +149,9 @@ class Executor:
     def _pop_current(self):
         """Pop the front task and note it as running (caller holds the lock)."""
         task_id, payload, priority, run = self.queue.pop()
-        if run is None:
-            self.current.append(Spawned(task_id, payload, priority))
-        else:
-            self.current.append(RootRun(task_id[0], task_id[0] + 1, priority, run.payloads, run.first))
-            if run.payloads is None:
-                payload = self.decomposition.payload(task_id[0])
+        self.current.append((task_id, payload, priority, run))
+        if run is not None and run.payloads is None:
+            payload = self.decomposition.payload(task_id[0])
         return task_id, payload, priority
 
     def _run_batch(self) -> bool:
@@ -156,7 +163,7 @@ class Executor:
             if not self.queue:
                 return True
             tasks = [self._pop_current() for _ in range(k)]
-            self.current_started = time.monotonic()
+            self.current_started = _now()
         return self._run_tasks_batched(tasks)
 
     def _run_tasks_batched(self, tasks) -> bool:
@@ -216,35 +223,54 @@ class Executor:
         return True
 
     def _attempts(self, task_id, payload, priority):
-        ctx, error = self.ctx, None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.retries += 1
-                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-                self.current_started = time.monotonic()
-            ctx.task_id = task_id
-            ctx._n_children = 0
-            ctx._priority = priority
-            _context._set_current(ctx)
-            t0 = _now()
+        """Run one task, with its retries: ``(True, value)`` or ``(False, error dict)``."""
+        ctx = self.ctx
+        ctx.task_id = task_id
+        ctx._priority = priority
+        ctx._n_children = 0
+        _context._current = ctx
+        t0 = self.current_started = _now()
+        try:
+            return True, self.kernel(payload)
+        except Exception as exc:
+            if not self.retries:
+                return False, self._describe_failure(task_id, payload, exc)
+            return self._retry(task_id, payload, priority, exc)
+        finally:
+            dt = _now() - t0
+            self.stats.busy_s += dt
+            self._add_time(t0, dt, task_id)
+            _context._current = None
+
+    def _retry(self, task_id, payload, priority, exc):
+        ctx, error = self.ctx, self._describe_failure(task_id, payload, exc)
+        for attempt in range(1, self.retries + 1):
+            self.stats.retries += 1
+            time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+            ctx.task_id, ctx._priority, ctx._n_children = task_id, priority, 0
+            _context._current = ctx
+            t0 = self.current_started = _now()
             try:
                 return True, self.kernel(payload)
-            except Exception as exc:
-                self._children = []
-                error = {
-                    "task_id": task_id,
-                    "payload_repr": short_repr(payload),
-                    "rank": ctx.rank,
-                    "host": socket.gethostname(),
-                    "remote_traceback": traceback.format_exc(),
-                    "exc_type": type(exc).__name__,
-                }
+            except Exception as again:
+                error = self._describe_failure(task_id, payload, again)
             finally:
                 dt = _now() - t0
                 self.stats.busy_s += dt
-                self.times.add(t0, dt, task_id)
-                _context._set_current(None)
+                self._add_time(t0, dt, task_id)
+                _context._current = None
         return False, error
+
+    def _describe_failure(self, task_id, payload, exc) -> dict:
+        self._children = []  # a failed try leaves no children
+        return {
+            "task_id": task_id,
+            "payload_repr": short_repr(payload),
+            "rank": self.ctx.rank,
+            "host": socket.gethostname(),
+            "remote_traceback": traceback.format_exc(),
+            "exc_type": type(exc).__name__,
+        }
 
     def _record(self, task_id, value) -> None:
         """Count the task, queue its children, keep its result (caller holds the lock)."""
@@ -258,7 +284,8 @@ class Executor:
         if self.tree is not None:
             self.tree.add_task(task_id, value, n_children)  # device arrays combine on the device
             return
-        value = to_host(value)  # map results travel to the master, which may have no GPU
+        if self.on_device:
+            value = to_host(value)  # map results travel to the master, which may have no GPU
         if len(task_id) == 1:
             segs, i = self.root_segments, task_id[0]
             if segs and segs[-1][0] + len(segs[-1][1]) == i:
@@ -293,10 +320,21 @@ class Executor:
         return self.tree.shippable_lengths(), {k: to_host(v) for k, v in blocks.items()}
 
     def pending_entries(self) -> list:
-        """Tasks not run yet: the queue, and the task running now (for snapshots)."""
+        """Tasks not run yet: the queue, and the task(s) running now (for snapshots, hand-backs)."""
         entries = [e.packed() for e in self.queue.entries()]
-        entries.extend(e.packed() for e in self.current)
+        for task_id, payload, priority, run in self.current:
+            if run is None:
+                entries.append(Spawned(task_id, payload, priority))
+            else:
+                i = task_id[0]
+                entries.append(RootRun(i, i + 1, priority, run.payloads, run.first).packed())
         return entries
+
+    def _add_time(self, t0, dt, task_id) -> None:
+        self._record_duration(dt)
+        if self._tracing:
+            self.times.starts.append(t0)
+            self.times.ids.append(task_id)
 
 
 class WorkerLoop:
@@ -328,7 +366,7 @@ class WorkerLoop:
         self.policy = policy
         self.master = master
         self.task_timeout = task_timeout
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())  # a plain lock: cheaper than the default RLock
         executor.lock = self.cond
         self.outbox: deque = deque()
         self.outbox_ready = threading.Event()
@@ -482,7 +520,7 @@ class WorkerLoop:
                 self._report(State.BUSY, signal=signals.requested())
         ex = self.ex
         if self.task_timeout and ex.current and not ex.retired and not self.aborted:
-            if time.monotonic() - ex.current_started > self.task_timeout:
+            if _now() - ex.current_started > self.task_timeout:
                 with self.cond:
                     if not ex.current or ex.retired:
                         return
