@@ -162,6 +162,7 @@ class Runtime:
             raise CheckpointError(error)
 
     def close(self) -> None:
+        self._join_trace()
         if self.comm is not None:
             if self._writer is not None:
                 self._writer.close()
@@ -295,10 +296,11 @@ class Runtime:
             stats = CallStats.build(kind, self.policy.name, comm.size, info[0], [g[0] for g in gathered],
                                     [g[1] for g in gathered], info[1])
             if self.trace:
-                events = comm.gather(executor.times.events(comm.rank, spec.epoch) if executor else [], root=MASTER)
-                if comm.rank == MASTER:
-                    write_chrome_trace(self.trace, [e for evs in events for e in evs],
-                                       {"call": spec.index, "kind": kind, "policy": self.policy.name})
+                timelines = comm.gather(executor.times.events(comm.rank, spec.epoch) if executor else None,
+                                        root=MASTER)
+                if comm.rank == MASTER:  # written in the background: the call returns at once
+                    self._write_trace([t for t in timelines if t is not None],
+                                      {"call": spec.index, "kind": kind, "policy": self.policy.name})
             if stop.kind == "error":
                 return stats, TaskError(**stop.info), None
             if stop.kind == "preempted":
@@ -353,6 +355,21 @@ class Runtime:
         if self.comm.rank == MASTER:
             faults.log.warning("hpcmicro: lost rank(s) %s; continuing on %d of %d ranks from the last snapshot",
                                lost, self.comm.size, old_size)
+
+    def _write_trace(self, timelines, metadata) -> None:
+        """Write the call's trace in a background thread (joined by the next call's trace or close())."""
+        import threading
+
+        self._join_trace()
+        self._trace_thread = threading.Thread(target=write_chrome_trace, args=(self.trace, timelines, metadata),
+                                              name="hpcmicro-trace")
+        self._trace_thread.start()
+
+    def _join_trace(self) -> None:
+        thread = getattr(self, "_trace_thread", None)
+        if thread is not None:
+            thread.join()
+            self._trace_thread = None
 
     # -- checkpoints -----------------------------------------------------------------
     def _stored_call(self, index, identity) -> CallState | None:
@@ -430,7 +447,7 @@ class Runtime:
         self.stats = CallStats.build(kind, self.policy.name, 1, (ex.stats.wall_s, ex.stats.tasks, 0, 0,
                                      list(master.failed), []), [ex.stats.as_dict()], [ex.times.summary()], {})
         if self.trace:
-            write_chrome_trace(self.trace, ex.times.events(0, t0), {"call": index, "kind": kind})
+            self._write_trace([ex.times.events(0, t0)], {"call": index, "kind": kind})
         if mode == "reduce":
             value = None if ex.tree.result is SKIPPED else to_host(ex.tree.result)
         else:

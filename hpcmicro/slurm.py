@@ -348,8 +348,10 @@ fi
 if [ "$terminated" -eq 0 ] && { [ $status -eq 75 ] || { [ "$preempted" -eq 1 ] && [ $status -gt 128 ]; }; }; then
     echo "hpcmicro: step exited $status; requeueing job $SELF"
     if scontrol requeue "$SELF"; then
-        sleep 60 & wait $!   # Slurm ends this script (TERM) as the job goes back to the queue
-        kill $! 2>/dev/null
+        if [ "$terminated" -eq 0 ]; then   # Slurm ends this script (TERM) as the job goes back to the queue
+            sleep 60 & wait $!
+            kill $! 2>/dev/null
+        fi
         exit 0
     fi
     echo "hpcmicro: scontrol requeue failed; resubmit with the same checkpoint to resume" >&2

@@ -333,8 +333,7 @@ class Executor:
     def _add_time(self, t0, dt, task_id) -> None:
         self._record_duration(dt)
         if self._tracing:
-            self.times.starts.append(t0)
-            self.times.ids.append(task_id)
+            self.times.mark(t0, task_id)
 
 
 class WorkerLoop:
