@@ -25,7 +25,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MPI_ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
-BEGIN, END = "<!-- checkpoint:begin -->", "<!-- checkpoint:end -->"
 
 
 # -- the job (runs under mpiexec) --------------------------------------------------------
@@ -185,15 +184,10 @@ def render(rows, restart, args) -> str:
 
 
 def write_doc(section: str) -> None:
-    path = os.path.join(REPO, "docs", "benchmarks.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    sys.path.insert(0, HERE)
+    from docsection import write_section
+
+    write_section("checkpoint", section)
 
 
 if __name__ == "__main__":

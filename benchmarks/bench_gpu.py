@@ -23,7 +23,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
-BEGIN, END = "<!-- gpu:begin -->", "<!-- gpu:end -->"
 
 
 # -- kernels (module level: every rank has them) ------------------------------------------
@@ -211,15 +210,10 @@ def render(rec, args) -> str:
 
 
 def write_doc(section: str) -> None:
-    path = os.path.join(REPO, "docs", "benchmarks.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    sys.path.insert(0, HERE)
+    from docsection import write_section
+
+    write_section("gpu", section)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MPI_ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
-BEGIN, END = "<!-- trace:begin -->", "<!-- trace:end -->"
 
 
 def noop(x):
@@ -82,12 +81,10 @@ def main():
     ])
     print(text)
     if args.doc:
-        path = os.path.join(REPO, "docs", "benchmarks.md")
-        doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-        block = f"{BEGIN}\n{text}\n{END}"
-        doc = (doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]) if BEGIN in doc \
-            else doc.rstrip() + "\n\n" + block + "\n"
-        open(path, "w").write(doc)
+        sys.path.insert(0, HERE)
+        from docsection import write_section
+
+        write_section("trace", text)
 
 
 if __name__ == "__main__":

@@ -137,13 +137,17 @@ class Executor:
             if self.retired:  # handed to another worker meanwhile: its result would count twice
                 self._children = []
                 return True
-            if not ok:
-                if self.on_error != "skip":
-                    self.error = value
-                    return False
-                self.failed.append((task_id, value["remote_traceback"]))
-                value = SKIPPED if self.tree is not None else None
-            self._record(task_id, value)
+            return self._finish_task(task_id, ok, value)
+
+    def _finish_task(self, task_id, ok, value) -> bool:
+        """Record a task's outcome (caller holds the lock); False ends the call (on_error="raise")."""
+        if not ok:
+            if self.on_error != "skip":
+                self.error = value
+                return False
+            self.failed.append((task_id, value["remote_traceback"]))
+            value = SKIPPED if self.tree is not None else None
+        self._record(task_id, value)
         return True
 
     def _pop_current(self):
@@ -212,14 +216,9 @@ class Executor:
                 if self.retired:
                     continue
                 self.current.pop(0)  # recorded below: no longer pending in a snapshot
-                if not ok:
-                    if self.on_error != "skip":
-                        self.current = []
-                        self.error = value
-                        return False
-                    self.failed.append((task_id, value["remote_traceback"]))
-                    value = SKIPPED if self.tree is not None else None
-                self._record(task_id, value)
+                if not self._finish_task(task_id, ok, value):
+                    self.current = []
+                    return False
         return True
 
     def _attempts(self, task_id, payload, priority):
