@@ -106,8 +106,8 @@ def run_hpcmicro(args):
                 st = rt.stats
                 record(name, desc, workers, out, wall, system="hpcmicro", policy=args.system,
                        config=f"hpcmicro {args.system}", steals=st.steals,
-                       runtime_efficiency=st.efficiency, stats_wall_s=st.wall_s,
-                       per_worker=[{k: w[k] for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received")}
+                       runtime_efficiency=st.efficiency, stats_wall_s=st.wall_s, master_messages=st.master_messages,
+                       per_worker=[{k: w.get(k) for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received", "requests")}
                                    for w in st.workers])
 
 

@@ -89,7 +89,7 @@ def run_hpcmicro(args):
                 record(name, params, workers, count, wall, ref, serial_s, system="hpcmicro", policy=args.system,
                        config=f"hpcmicro {args.system}", steals=st.steals, tasks=st.tasks,
                        runtime_efficiency=st.efficiency, master_messages=st.master_messages,
-                       per_worker=[{k: w[k] for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received")}
+                       per_worker=[{k: w.get(k) for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received", "requests")}
                                    for w in st.workers])
 
 

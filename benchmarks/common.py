@@ -28,6 +28,9 @@ def ensure_repo_on_path() -> None:
 
 def emit(record: dict) -> None:
     """One measurement: a JSON line on stdout, flushed at once."""
+    import hpcmicro
+
+    record.setdefault("hpcmicro_file", hpcmicro.__file__)  # which copy of the runtime was measured
     sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -96,7 +99,7 @@ def versions() -> dict:
     try:
         from mpi4py import MPI
 
-        out["mpi_library"] = MPI.Get_library_version().splitlines()[0].strip()
+        out["mpi_library"] = " ".join(MPI.Get_library_version().splitlines()[0].split())
     except Exception:  # pragma: no cover - informational only
         pass
     return out

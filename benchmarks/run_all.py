@@ -1,12 +1,20 @@
 """Run every benchmark configuration side by side and write docs/benchmarks.md.
 
-    python benchmarks/run_all.py                 # the full suite, ~6-8 minutes on 2 cores
+    python benchmarks/run_all.py --nice -20 --quiet-wait 20   # the full suite, ~6 minutes on 2 quiet cores
     python benchmarks/run_all.py --repeats 1 --only throughput --no-doc   # a quick look
+    python benchmarks/run_all.py --from-results   # rewrite the doc from results/latest.jsonl
 
 Each configuration is its own ``mpiexec -n N python ...`` subprocess (1 master
 + N-1 workers), with a timeout. Repeats are interleaved (round 1 of every
 configuration, then round 2, ...) so that slow drifts of a noisy machine hit
 every system alike; tables report the median over the repeats, with the range.
+
+The launches run in ``bench-out/snapshot``: a copy of the committed
+``hpcmicro/`` (``git archive HEAD``) and of these scripts, so one run measures
+one version of the runtime even while others edit the working tree (``--live``
+measures the working tree instead). Before each launch the suite waits up to
+``--quiet-wait`` seconds for the CPUs to be idle and records how busy they
+were; ``--nice -20`` (as root) shields the launches from other processes.
 
 Every JSON line the scripts print is kept in ``benchmarks/results/latest.jsonl``
 (with the round and the command that produced it). The doc is rewritten from
@@ -109,13 +117,34 @@ def wait_for_quiet(max_wait, threshold=0.2):
     return busy
 
 
-def run_one(argv, timeout, log):
+def make_snapshot():
+    """Copy the committed hpcmicro (git HEAD) and these scripts to bench-out/snapshot.
+
+    Launches run there, so every one of them measures the same runtime even
+    while others edit the working tree, and the doc can name the commit.
+    """
+    import shutil
+
+    snap = os.path.join(REPO, "bench-out", "snapshot")
+    shutil.rmtree(snap, ignore_errors=True)
+    os.makedirs(os.path.join(snap, "benchmarks"))
+    archive = subprocess.run(["git", "archive", "HEAD", "hpcmicro"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", snap], input=archive.stdout, check=True)
+    for name in os.listdir(HERE):
+        if name.endswith(".py"):
+            shutil.copy2(os.path.join(HERE, name), os.path.join(snap, "benchmarks", name))
+    return snap
+
+
+def run_one(argv, timeout, log, nice=0, root=REPO):
+    if nice:
+        argv = ["nice", "-n", str(nice)] + list(argv)
     env = dict(os.environ)
     env.update(MPI_ENV)
-    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
                               start_new_session=True)
         rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
@@ -148,12 +177,11 @@ def sh(cmd):
         return ""
 
 
-def source_digest():
+def source_digest(pkg=os.path.join(REPO, "hpcmicro")):
     """A digest of hpcmicro's sources: shows whether the runtime changed during a run."""
     import hashlib
 
     h = hashlib.sha1()
-    pkg = os.path.join(REPO, "hpcmicro")
     for root, dirs, files in sorted(os.walk(pkg)):
         dirs.sort()
         for name in sorted(files):
@@ -277,20 +305,23 @@ def write_doc(records, facts, command, runs, analysis, path):
     w("```")
     w("")
     w(f"- Date: {facts['date']}; hpcmicro {facts['hpcmicro']} at commit {facts['commit']}, "
-      f"sources digest {facts.get('source_digest', '?')}")
+      f"sources digest {facts.get('source_digest', '?')}; measured: {facts.get('measured', 'the working tree')}")
     if facts.get("source_digest_end") and facts["source_digest_end"] != facts.get("source_digest"):
         w(f"- **WARNING: hpcmicro's sources changed during the run** (digest at the end "
           f"{facts['source_digest_end']}, commit {facts.get('commit_end')}): launches may have measured different code.")
     w(f"- Machine: `nproc` = {facts['nproc']}; CPU: {facts['cpu']}; memory {facts['memory']}; Linux {facts['kernel']}")
     w(f"- Python {facts['python']}, mpi4py {facts['mpi4py']}, numpy {facts['numpy']}, "
-      f"MPI: {facts.get('mpi_library', '?')}")
+      f"MPI: {' '.join(str(facts.get('mpi_library', '?')).split())}")
+    if facts.get("nice"):
+        w(f"- Every launch ran under `nice -n {facts['nice']}` (the same for every system), to shield it from "
+          "other processes on this shared machine.")
     cb = facts.get("cpu_busy_before")
     if cb:
         w(f"- Other load: before each launch the suite waits (up to `--quiet-wait` s) for the CPUs to be < 20% busy; "
           f"measured just before the launches: median {cb['median']:.0%}, max {cb['max']:.0%} busy; "
           f"{cb['launches_over_20pct']} of {cb['launches']} launches started on a busier machine.")
     w("- Environment of every run: " + " ".join(f"`{k}={v}`" for k, v in MPI_ENV.items()) +
-      ", `PYTHONPATH=<repo>`")
+      ", `PYTHONPATH=<the measured copy>`; (b) and (c) run with 2 workers only")
     w(f"- Every configuration is its own `mpiexec` launch, repeated {command_repeats(command)} times "
       "(rounds interleaved); tables show the **median** and, in parentheses, the range over the repeats.")
     w("- `workers` = MPI ranks - 1 (rank 0 is the master for both systems). With 2 cores, "
@@ -490,8 +521,13 @@ def main(argv=None):
     p.add_argument("--only", default="throughput,irregular,tree")
     p.add_argument("--throughput-workers", default="2,4")
     p.add_argument("--workers", default="2", help="worker counts for (b) and (c)")
-    p.add_argument("--quiet-wait", type=float, default=60.0,
+    p.add_argument("--quiet-wait", type=float, default=20.0,
                    help="before each launch, wait up to this many seconds for the CPUs to be < 20%% busy")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run every launch under `nice -n NICE` (negative, as root: shields the runs from other "
+                        "processes on a shared machine; the same for every system)")
+    p.add_argument("--live", action="store_true",
+                   help="measure the working tree's hpcmicro instead of a copy of the committed one")
     p.add_argument("--no-doc", action="store_true", help="print a summary instead of writing docs/benchmarks.md")
     p.add_argument("--from-results", action="store_true", help="rewrite the doc from results/latest.jsonl, run nothing")
     args = p.parse_args(argv)
@@ -511,6 +547,15 @@ def main(argv=None):
         return
 
     facts = machine_facts()
+    if args.live:
+        root = REPO
+        facts["measured"] = "the working tree (--live)"
+    else:
+        root = make_snapshot()
+        facts["measured"] = f"a copy of hpcmicro/ at git HEAD ({sh('git rev-parse --short HEAD')})"
+        facts["commit"] = sh("git rev-parse --short HEAD")
+        facts["source_digest"] = source_digest(os.path.join(root, "hpcmicro"))
+    facts["nice"] = args.nice
     cfgs = configs(args)
     os.makedirs(os.path.join(REPO, "bench-out"), exist_ok=True)
     log = open(os.path.join(REPO, "bench-out", "run_all.log"), "w")
@@ -520,7 +565,11 @@ def main(argv=None):
         for bench, ranks, system, argv_, timeout in cfgs:
             text = display(argv_)
             busy = wait_for_quiet(args.quiet_wait)
-            rc, recs, elapsed = run_one(argv_, timeout, log)
+            rc, recs, elapsed = run_one(argv_, timeout, log, args.nice, root)
+            for r in recs:
+                if not r.get("hpcmicro_file", "").startswith(root):
+                    print(f"WARNING: measured {r.get('hpcmicro_file')}, not the copy under {root}", flush=True)
+                    facts["wrong_runtime"] = r.get("hpcmicro_file")
             for r in recs:
                 r["round"] = rnd
                 r["command"] = text
@@ -532,8 +581,8 @@ def main(argv=None):
             print(f"[{time.perf_counter() - t_start:6.0f}s] round {rnd} {text}: rc={rc}, "
                   f"{len(recs)} results, {elapsed:.1f}s (CPU {busy:.0%} busy before)", flush=True)
     log.close()
-    facts["source_digest_end"] = source_digest()
-    facts["commit_end"] = sh("git rev-parse --short HEAD")
+    facts["source_digest_end"] = source_digest(os.path.join(root, "hpcmicro"))
+    facts["commit_end"] = sh("git rev-parse --short HEAD") if args.live else facts["commit"]
     if facts["source_digest_end"] != facts["source_digest"]:
         print("WARNING: hpcmicro's sources changed during the run", flush=True)
     print(f"total {time.perf_counter() - t_start:.0f}s", flush=True)
