@@ -495,6 +495,9 @@ def write_doc(records, facts, command, runs, analysis, path):
     w(analysis.strip("\n") if analysis.strip() else "(none yet)")
     w(ANALYSIS_END)
     w("")
+    for block in foreign_sections(path):
+        w(block)
+        w("")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(L))
@@ -503,6 +506,25 @@ def write_doc(records, facts, command, runs, analysis, path):
 def command_repeats(command):
     parts = command.split()
     return parts[parts.index("--repeats") + 1] if "--repeats" in parts else "3"
+
+
+def foreign_sections(path):
+    """Marked sections other scripts keep in the doc (``<!-- NAME:begin -->`` .. ``<!-- NAME:end -->``,
+    written by ``benchmarks/docsection.py``): carried over verbatim, in their order."""
+    import re
+
+    try:
+        text = open(path).read()
+    except OSError:
+        return []
+    blocks = []
+    for m in re.finditer(r"<!-- ([\w.-]+):begin -->", text):
+        name = m.group(1)
+        end = f"<!-- {name}:end -->"
+        stop = text.find(end, m.end())
+        if stop >= 0:
+            blocks.append(text[m.start(): stop + len(end)])
+    return blocks
 
 
 def old_analysis(path):
