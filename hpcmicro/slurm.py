@@ -335,17 +335,19 @@ step=$!
 [ "$preempted" -eq 0 ] || kill -USR1 "$step" 2>/dev/null    # USR1 came before the step started
 while :; do   # a trapped signal interrupts `wait` (status > 128) while the step still runs
     wait "$step"; status=$?
-    [ $status -gt 128 ] && kill -0 "$step" 2>/dev/null && continue
+    [ "$status" -gt 128 ] && kill -0 "$step" 2>/dev/null && continue
     break
 done
 
-if [ $status -eq 0 ]; then
+if [ "$status" -eq 0 ]; then
     echo "hpcmicro: done at $(date '+%F %T') after ${SLURM_RESTART_COUNT:-0} requeue(s)"
     rm -f "$CHECKPOINT"   # the result is in the output file; a later run of the spec starts afresh
     exit 0
 fi
-# 75: checkpointed on request. Killed by a signal after our USR1: resume from the last checkpoint.
-if [ "$terminated" -eq 0 ] && { [ $status -eq 75 ] || { [ "$preempted" -eq 1 ] && [ $status -gt 128 ]; }; }; then
+# 75: checkpointed on request. Killed by USR1 (138: it came before hpcmicro was listening), or by
+# any signal after our USR1: resume from the last checkpoint.
+if [ "$terminated" -eq 0 ] && { [ "$status" -eq 75 ] || [ "$status" -eq 138 ] ||
+                                { [ "$preempted" -eq 1 ] && [ "$status" -gt 128 ]; }; }; then
     echo "hpcmicro: step exited $status; requeueing job $SELF"
     if scontrol requeue "$SELF"; then
         if [ "$terminated" -eq 0 ]; then   # Slurm ends this script (TERM) as the job goes back to the queue
@@ -357,7 +359,7 @@ if [ "$terminated" -eq 0 ] && { [ $status -eq 75 ] || { [ "$preempted" -eq 1 ] &
     echo "hpcmicro: scontrol requeue failed; resubmit with the same checkpoint to resume" >&2
 fi
 echo "hpcmicro: step exited $status"
-exit $status
+exit "$status"
 """
 
 
