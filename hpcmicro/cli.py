@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--plot", metavar="OUT.png", help="draw a Gantt chart and utilization over time (needs a trace)")
     report.add_argument("--trace", metavar="TRACE.json", help="the trace to plot (default: the one the result file names)")
     report.set_defaults(handler=cmd_report)
+    from .cli_submit import add_submit_parser
+
+    add_submit_parser(commands)
     return parser
 
 

@@ -59,6 +59,10 @@ class TaskQueue:
         for e in entries:
             self.push(e)
 
+    def front(self):
+        """The entry that runs next, or None."""
+        return self._entries[-1] if self._entries else None
+
     def pop(self):
         """Remove the front task; return ``(task_id, payload_or_None, priority, run)``.
 

@@ -71,6 +71,13 @@ class Executor:
     BATCH_BELOW_S = 0.002
     BATCH_TARGET_S = 0.005
     BATCH_MAX = 4096
+    # Runs of root tasks: while tasks are short, a worker takes up to BLOCK_MAX
+    # consecutive root tasks (about BLOCK_TARGET_S of work, at most half its
+    # queue) and runs them in one tight loop, taking the lock and recording
+    # results once per block instead of once per task.
+    BLOCK_BELOW_S = 0.0005
+    BLOCK_TARGET_S = 0.002
+    BLOCK_MAX = 1024
 
     def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy,
                  retries=0, on_error="raise", retry_backoff_s=0.05, device=None, tracing=False):
@@ -122,8 +129,13 @@ class Executor:
         here): the running task is noted as a plain tuple, and turned into a
         queue entry only if a snapshot asks for it.
         """
-        if self.batch_fn is not None and self.stats.tasks and self.mean_task_s < self.BATCH_BELOW_S:
-            return self._run_batch()
+        if self.stats.tasks and self.mean_task_s < self.BATCH_BELOW_S:
+            if self.batch_fn is not None:
+                return self._run_batch()
+            if self.mean_task_s < self.BLOCK_BELOW_S:
+                block = self._take_block()
+                if block is not None:
+                    return self._run_block(block)
         with self.lock:
             if not self.queue:  # a steal took it meanwhile
                 return True
@@ -149,6 +161,95 @@ class Executor:
             value = SKIPPED if self.tree is not None else None
         self._record(task_id, value)
         return True
+
+    def _take_block(self):
+        """Take a run of root tasks from the front of the queue (noted as running), or None."""
+        k = int(min(self.BLOCK_MAX, self.BLOCK_TARGET_S / max(self.mean_task_s, 1e-9)))
+        with self.lock:
+            front = self.queue.front()
+            k = min(k, len(self.queue) // 2)
+            if not isinstance(front, RootRun) or k < 2:
+                return None
+            block = self.queue.take_front(min(k, len(front)))[0]
+            self.current.append(block)
+        return block
+
+    def _run_block(self, block) -> bool:
+        """Run consecutive root tasks in one loop; stop early at a task that spawns or fails."""
+        kernel, ctx, payloads, first = self.kernel, self.ctx, block.payloads, block.first
+        decomposition = self.decomposition
+        add_duration, tracing = self._record_duration, self._tracing
+        values = []
+        failure = spawner = None
+        ctx._priority = block.priority
+        _context._current = ctx
+        t = t_start = self.current_started = _now()
+        for i in range(block.start, block.stop):
+            task_id = (i,)
+            ctx.task_id = task_id
+            ctx._n_children = 0
+            payload = payloads[i - first] if payloads is not None else decomposition.payload(i)
+            try:
+                value = kernel(payload)
+            except Exception as exc:
+                failure = (task_id, payload, exc)
+                add_duration(_now() - t)
+                break
+            now = _now()
+            add_duration(now - t)
+            if tracing:
+                self.times.mark(t, task_id)
+            t = now
+            values.append(value)
+            if self._children:  # its children must join the queue before anything else runs
+                spawner = i
+                break
+        _context._current = None
+        self.stats.busy_s += _now() - t_start
+        outcome = True
+        if failure is not None:  # retries as for any task, then record it or end the call
+            task_id, payload, exc = failure
+            ok, value = (self._retry(task_id, payload, block.priority, exc) if self.retries
+                         else (False, self._describe_failure(task_id, payload, exc)))
+        with self.lock:
+            self.current.clear()
+            if self.retired:
+                self._children = []
+                return True
+            self._record_run(block.start, values, spawner)
+            rest = block.start + len(values)
+            if failure is not None:
+                outcome = self._finish_task(failure[0], ok, value)
+                rest += 1
+            if outcome and rest < block.stop:  # not run: back to the front of the queue
+                self.queue.push(RootRun(rest, block.stop, block.priority, block.payloads, block.first))
+        return outcome
+
+    def _record_run(self, start, values, spawner) -> None:
+        """Record consecutive root tasks' results (caller holds the lock)."""
+        n = len(values)
+        if not n:
+            return
+        if spawner is not None:  # only the last one spawned
+            children, self._children = self._children, []
+            self._record_run(start, values[:-1], None)
+            self._children = children
+            self._record((spawner,), values[-1])
+            return
+        self.stats.tasks += n
+        self.done += n
+        if self.tree is not None:
+            add = self.tree.add_task
+            for k, value in enumerate(values):
+                add((start + k,), value, 0)
+            return
+        if self.on_device:
+            values = [to_host(v) for v in values]
+        segs = self.root_segments
+        if segs and segs[-1][0] + len(segs[-1][1]) == start:
+            segs[-1][1].extend(values)
+        else:
+            segs.append([start, values])
 
     def _pop_current(self):
         """Pop the front task and note it as running (caller holds the lock)."""
@@ -267,7 +368,7 @@ class Executor:
             "payload_repr": short_repr(payload),
             "rank": self.ctx.rank,
             "host": socket.gethostname(),
-            "remote_traceback": traceback.format_exc(),
+            "remote_traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
             "exc_type": type(exc).__name__,
         }
 
@@ -321,7 +422,11 @@ class Executor:
     def pending_entries(self) -> list:
         """Tasks not run yet: the queue, and the task(s) running now (for snapshots, hand-backs)."""
         entries = [e.packed() for e in self.queue.entries()]
-        for task_id, payload, priority, run in self.current:
+        for item in self.current:
+            if isinstance(item, RootRun):  # a block being run (_run_block)
+                entries.append(item.packed())
+                continue
+            task_id, payload, priority, run = item
             if run is None:
                 entries.append(Spawned(task_id, payload, priority))
             else:

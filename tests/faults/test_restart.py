@@ -15,12 +15,24 @@ from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, mpiexec, run_command,
 PARAMS = {"n": 300, "roots": 40, "every": 0.05}
 
 
-@pytest.fixture(scope="module")
-def clean_result():
-    """The uninterrupted run, on one rank without checkpoints: the reference."""
-    run = run_command([sys.executable, str(SCENARIOS), "checkpointed", json.dumps(PARAMS)], timeout=120)
+LONG = dict(PARAMS, n=2000)  # phase 1 alone takes seconds: room to interrupt it
+
+
+def reference(params):
+    """The uninterrupted run, on one rank without checkpoints."""
+    run = run_command([sys.executable, str(SCENARIOS), "checkpointed", json.dumps(params)], timeout=180)
     rep = run.report()
     return {k: rep[k] for k in ("phase1", "phase2", "n2", "tree")}
+
+
+@pytest.fixture(scope="module")
+def clean_result():
+    return reference(PARAMS)
+
+
+@pytest.fixture(scope="module")
+def clean_long():
+    return reference(LONG)
 
 
 def start(ranks, params):
@@ -66,15 +78,16 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path, clean_result, 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_preemption_signal_on_one_rank_checkpoints_exits_75_and_resumes(tmp_path, clean_result, sig):
-    params = dict(PARAMS, checkpoint=str(tmp_path / "run.h5"), pid_dir=str(tmp_path), every=30)
+def test_preemption_signal_on_one_rank_checkpoints_exits_75_and_resumes(tmp_path, clean_long, sig):
+    clean_result = clean_long
+    params = dict(LONG, checkpoint=str(tmp_path / "run.h5"), pid_dir=str(tmp_path), every=30)
     proc = start(4, params)
     pid_file = tmp_path / "rank2.pid"
     deadline = time.monotonic() + 60
     while not pid_file.exists() or not pid_file.read_text():
         assert time.monotonic() < deadline and proc.poll() is None, "the job never started"
         time.sleep(0.05)
-    time.sleep(0.8)  # in the middle of phase 1
+    time.sleep(0.5)  # in the middle of phase 1
     os.kill(int(pid_file.read_text()), sig)  # one worker only
     run = finish(proc, timeout=60)
     assert run.returncode == 75, str(run)
