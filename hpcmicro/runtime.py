@@ -200,11 +200,17 @@ class Runtime:
     # -- calls -----------------------------------------------------------------------
     def map(self, kernel, tasks, root: int | None = None) -> list | None:
         """Run ``kernel`` on every task; results in task-id order (spawned tasks included)."""
-        return self._call("map", kernel, tasks, None, root)
+        try:
+            return self._call("map", kernel, tasks, None, root)
+        finally:
+            self._start_trace_writer()
 
     def map_reduce(self, kernel, tasks, op="sum", root: int | None = None):
         """Run ``kernel`` on every task and combine the results in task-id order."""
-        return self._call("map_reduce", kernel, tasks, op, root)
+        try:
+            return self._call("map_reduce", kernel, tasks, op, root)
+        finally:
+            self._start_trace_writer()
 
     def _call(self, kind, kernel, tasks, op, root):
         comm = self.open().comm
@@ -296,7 +302,7 @@ class Runtime:
             stats = CallStats.build(kind, self.policy.name, comm.size, info[0], [g[0] for g in gathered],
                                     [g[1] for g in gathered], info[1])
             if self.trace:
-                timelines = comm.gather(executor.times.events(comm.rank, spec.epoch) if executor else None,
+                timelines = comm.gather(executor.times.raw(comm.rank, spec.epoch) if executor else None,
                                         root=MASTER)
                 if comm.rank == MASTER:  # written in the background: the call returns at once
                     self._write_trace([t for t in timelines if t is not None],
@@ -357,15 +363,22 @@ class Runtime:
                                lost, self.comm.size, old_size)
 
     def _write_trace(self, timelines, metadata) -> None:
-        """Write the call's trace in a background thread (joined by the next call's trace or close())."""
+        """Write the call's trace in a background thread, started once the call has returned its value
+        (so it takes nothing from the call itself); joined by the next trace or close()."""
+        self._join_trace()
+        self._pending_trace = (timelines, metadata)
+
+    def _start_trace_writer(self) -> None:
         import threading
 
-        self._join_trace()
-        self._trace_thread = threading.Thread(target=write_chrome_trace, args=(self.trace, timelines, metadata),
-                                              name="hpcmicro-trace")
-        self._trace_thread.start()
+        pending, self._pending_trace = getattr(self, "_pending_trace", None), None
+        if pending is not None:
+            self._trace_thread = threading.Thread(target=write_chrome_trace, args=(self.trace, *pending),
+                                                  name="hpcmicro-trace")
+            self._trace_thread.start()
 
     def _join_trace(self) -> None:
+        self._start_trace_writer()
         thread = getattr(self, "_trace_thread", None)
         if thread is not None:
             thread.join()
@@ -447,7 +460,7 @@ class Runtime:
         self.stats = CallStats.build(kind, self.policy.name, 1, (ex.stats.wall_s, ex.stats.tasks, 0, 0,
                                      list(master.failed), []), [ex.stats.as_dict()], [ex.times.summary()], {})
         if self.trace:
-            self._write_trace([ex.times.events(0, t0)], {"call": index, "kind": kind})
+            self._write_trace([ex.times.raw(0, t0)], {"call": index, "kind": kind})
         if mode == "reduce":
             value = None if ex.tree.result is SKIPPED else to_host(ex.tree.result)
         else:

@@ -197,8 +197,6 @@ class Executor:
                 break
             now = _now()
             add_duration(now - t)
-            if tracing:
-                self.times.mark(t, task_id)
             t = now
             values.append(value)
             if self._children:  # its children must join the queue before anything else runs
@@ -206,6 +204,8 @@ class Executor:
                 break
         _context._current = None
         self.stats.busy_s += _now() - t_start
+        if tracing:  # tasks ran back to back from t_start
+            self.times.block(t_start, block.start, len(values) + (failure is not None))
         outcome = True
         if failure is not None:  # retries as for any task, then record it or end the call
             task_id, payload, exc = failure
@@ -437,7 +437,7 @@ class Executor:
     def _add_time(self, t0, dt, task_id) -> None:
         self._record_duration(dt)
         if self._tracing:
-            self.times.mark(t0, task_id)
+            self.times.mark(t0, task_id, dt)
 
 
 class WorkerLoop:

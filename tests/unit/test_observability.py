@@ -54,14 +54,29 @@ def test_percentiles_from_merged_histograms_match_numpy():
 
 
 def test_trace_and_stats_in_process(tmp_path):
+    import time
+
     path = tmp_path / "t.json"
     with hm.Runtime(trace=path) as rt:
-        rt.map(lambda x: x, list(range(50)))
+        rt.map(time.sleep, [1e-4] * 50)  # slow enough for an event each
         assert rt.stats.task_time["count"] == 50
     trace = load_trace(path)
     assert list(trace) == [0] and trace[0][0].size == 50
+    starts, durs = trace[0]
+    assert (np.diff(starts) >= durs[:-1] - 1e-6).all()  # back to back, never overlapping
     t, u = utilization_over_time(trace, bins=10)
     assert t.size == 10 and (u >= 0).all() and (u <= 1.0 + 1e-9).all()
+
+
+def test_tiny_tasks_share_trace_events_but_all_are_counted(tmp_path):
+    path = tmp_path / "t.json"
+    with hm.Runtime(trace=path) as rt:
+        rt.map(len, hm.Range(20000, 1))
+        assert rt.stats.task_time["count"] == 20000
+    events = [e for e in json.loads(path.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert len(events) < 2000  # merged into blocks
+    covered = sum(int(e["name"].split("-")[-1]) - int(e["name"].split("-")[0]) + 1 for e in events)
+    assert covered == 20000  # every task is in exactly one event
 
 
 SCRIPT = """
