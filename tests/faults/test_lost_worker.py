@@ -53,7 +53,8 @@ def test_ulfm_survives_a_killed_worker_with_the_exact_result(tmp_path, reference
 
 def test_without_ulfm_the_job_dies_and_a_restart_is_exact(tmp_path, reference):
     ck = tmp_path / "run.h5"
-    params = f'"marker_dir": "{tmp_path}", "victim": 2, "checkpoint": "{ck}", "every": 0.1'
+    # Die late enough that checkpoints (every 20 ms) have saved part of the work.
+    params = f'"marker_dir": "{tmp_path}", "victim": 2, "checkpoint": "{ck}", "every": 0.02, "after": 240'
     run = run_command([mpiexec(), "-n", "4", sys.executable, str(SCENARIOS), "lose_worker", "{" + params + "}"],
                       timeout=120)
     assert (tmp_path / "died").exists(), str(run)

@@ -317,12 +317,12 @@ SCENARIOS["hung_task"] = hung_task
 
 
 
-def die_once(marker_dir, victim, i):
-    """Rank ``victim`` kills itself (SIGKILL) the first time it runs a task past 120."""
+def die_once(marker_dir, victim, after, i):
+    """Rank ``victim`` kills itself (SIGKILL) the first time it runs a task past ``after``."""
     import os
     import signal
 
-    if i >= 120 and hm.context().rank == victim:
+    if i >= after and hm.context().rank == victim:
         try:
             os.close(os.open(os.path.join(marker_dir, "died"), os.O_CREAT | os.O_EXCL))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -334,7 +334,7 @@ def die_once(marker_dir, victim, i):
 def lose_worker(p):
     """A worker dies in the middle of the first call; the survivors finish both calls exactly."""
     n = p.get("n", 300)
-    kernel = functools.partial(die_once, p["marker_dir"], p["victim"])
+    kernel = functools.partial(die_once, p["marker_dir"], p["victim"], p.get("after", 120))
     with hm.Runtime(policy=p.get("policy", "steal"), checkpoint_every=p.get("every", 0.2),
                     checkpoint=p.get("checkpoint")) as rt:
         size0 = rt.size
