@@ -260,3 +260,53 @@ def test_submit_command_runs_a_job_and_an_array(cluster, tmp_path, monkeypatch, 
         assert int(result_of(tmp_path / out)) == expected
     assert (tmp_path / f"one-{single}.out").exists()
     assert_clean_log(read_logs(tmp_path))
+
+
+# -- the ready jobs, through srun ----------------------------------------------------------
+
+READY_JOBS = {  # small sizes, as in tests/jobs
+    "uts": ["job.args.preset=SMALL_BIN"],
+    "mandelbrot": ["job.args.width=128", "job.args.height=96", "tasks.blocks.shape=[96, 128]",
+                   "job.args.block=[32, 32]", "tasks.blocks.block=[32, 32]"],
+    "gemm": ["job.args.m=128", "job.args.n=128", "job.args.k=64", "job.args.block_m=64", "job.args.block_n=64",
+             "tasks.blocks.shape=[128, 128]", "tasks.blocks.block=[64, 64]"],
+    "sweep": ["job.args.points=60", "tasks.range.n=60", "job.args.mean_iters=500"],
+    "transform": ["job.args.shape=[128, 96]", "job.args.chunk=[32, 32]", "tasks.blocks.shape=[128, 96]",
+                  "tasks.blocks.block=[32, 32]"],
+}
+
+
+def test_every_ready_job_runs_under_srun(cluster, tmp_path):
+    """The jobs/ specs through the real CPU script (srun --mpi=pmi2), checked against their references."""
+    from hpcmicro.kernels import uts
+
+    jobs = {}
+    for name, overrides in READY_JOBS.items():
+        args = [JOBS / f"{name}.toml", "--output", tmp_path / f"{name}.h5"]
+        for o in overrides:
+            args += ["--set", o]
+        jobs[name] = sbatch(cluster, SLURM_DIR / "cpu.sbatch", args,
+                            [f"--ntasks-per-node={cluster.ranks}", "--time=5", f"--job-name=ready-{name}"], cwd=tmp_path)
+    for name, job in jobs.items():
+        records = wait_for(cluster, job, tmp_path, timeout=180, what=f"the {name} job to end")
+        assert_state(cluster, records, tmp_path)
+    assert int(result_of(tmp_path / "uts.h5")) == uts.serial_count(uts.SMALL_BIN)
+    sys.path.insert(0, str(JOBS))
+    import numpy as np
+
+    from hpcmicro.kernels import gemm, mandelbrot
+
+    with h5py.File(tmp_path / "mandelbrot.h5", "r") as f:
+        np.testing.assert_array_equal(f["image"][()], mandelbrot.serial_image(
+            mandelbrot.MandelbrotParams(width=128, height=96, max_iter=500)))
+    a, b = gemm.matrices(gemm.GemmParams(m=128, n=128, k=64, block_m=64, block_n=64), np)
+    with h5py.File(tmp_path / "gemm.h5", "r") as f:
+        np.testing.assert_allclose(f["C"][()], a @ b, rtol=1e-12, atol=1e-12)
+    import sweep_kernel
+
+    rows = result_of(tmp_path / "sweep.h5")
+    np.testing.assert_array_equal(rows, [sweep_kernel.lyapunov(i, points=60, mean_iters=500) for i in range(60)])
+    with h5py.File(tmp_path / "transform_input.h5", "r") as f:
+        x = f["data"][()]
+    with h5py.File(tmp_path / "transform_out.h5", "r") as f:
+        np.testing.assert_allclose(f["data"][()], np.sqrt(np.abs(x)) * np.sin(x), rtol=1e-15)
