@@ -58,6 +58,42 @@ class MPIRun:
         return f"exit {self.returncode}\n--- stdout ---\n{self.stdout[-4000:]}\n--- stderr ---\n{self.stderr[-4000:]}"
 
 
+def descendants(pid: int) -> list:
+    """pid and every process below it (read from /proc), parents first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def kill_job(pid: int) -> None:
+    """SIGKILL an mpiexec and every rank it started, all at once.
+
+    MPICH's proxy puts each rank in its own session and, if mpiexec alone dies,
+    sends the ranks SIGTERM, which hpcmicro takes as a preemption (a graceful
+    stop with a final checkpoint). A crash test must not get that courtesy:
+    stop the whole tree first so nobody reacts, then kill it.
+    """
+    tree = descendants(pid)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in tree:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+
 def run_command(argv, timeout=120, env=None, cwd=None) -> MPIRun:
     full_env = dict(os.environ, **MPI_ENV)
     full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
@@ -68,7 +104,7 @@ def run_command(argv, timeout=120, env=None, cwd=None) -> MPIRun:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_job(proc.pid)
         out, err = proc.communicate()
         raise AssertionError(f"timed out after {timeout}s: {' '.join(map(str, argv))}\n"
                              f"{MPIRun(None, out, err)}") from None

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, mpiexec, run_command, run_scenario
+from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, kill_job, mpiexec, run_command, run_scenario
 
 PARAMS = {"n": 300, "roots": 40, "every": 0.05}
 
@@ -46,7 +46,7 @@ def finish(proc, timeout):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_job(proc.pid)
         out, err = proc.communicate()
         raise AssertionError(f"run did not finish in {timeout}s\n{MPIRun(None, out, err)}")
     return MPIRun(proc.returncode, out, err)
@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path, clean_result, 
         if attempt < 3:  # kill the whole job (every rank) at a random moment
             time.sleep(rng.uniform(0.3, 2.5))
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_job(proc.pid)  # every rank at once: no rank gets to write a last checkpoint
                 proc.communicate()
                 kills += 1
                 continue
