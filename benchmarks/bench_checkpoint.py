@@ -103,9 +103,10 @@ def restart_time(base, tmp):
     _, calls = read_checkpoint(ck)
     load_s = time.perf_counter() - t0
     pending = sum(b - a for a, b, _ in calls[-1].pending_roots)
+    size = os.path.getsize(ck)  # before the resumed run rewrites it
     t0 = time.perf_counter()
     rec = mpiexec(3, ["job", *base, "--every", "1", "--checkpoint", ck])
-    return {"load_s": load_s, "size": os.path.getsize(ck), "pending": pending,
+    return {"load_s": load_s, "size": size, "pending": pending,
             "resumed_wall": rec["wall"], "total_launch_s": time.perf_counter() - t0, "ok": rec["ok"]}
 
 
