@@ -9,6 +9,13 @@ mpi4py.futures.MPIPoolExecutor (one measurement per chunksize)::
 
     mpiexec -n 3 python -m mpi4py.futures benchmarks/bench_irregular.py --system executor
 
+dask.distributed (LocalCluster, 2 single-threaded worker processes)::
+
+    python benchmarks/bench_irregular.py --system dask --workers 2
+
+Dask gets ``client.map(kernel, tasks, pure=False)`` (one task per item, its
+own scheduler and work stealing) and ``client.gather``.
+
 Workloads (``--workloads``, comma-separated):
 
 ``mandelbrot``
@@ -128,16 +135,32 @@ def run_executor(args):
                        config=f"MPIPoolExecutor chunksize={c}")
 
 
+def run_dask(args):
+    from benchmarks.common import dask_client
+
+    with dask_client(args.workers) as client:
+        client.gather(client.map(timed_spin, [0.001] * (2 * args.workers), pure=False))  # warm-up
+        for name in args.workloads.split(","):
+            kernel, tasks, desc = workload(name, args)
+            t0 = _now()
+            out = client.gather(client.map(kernel, tasks, pure=False))
+            wall = _now() - t0
+            record(name, desc, args.workers, out, wall, system="dask", config="Dask client.map")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor"), required=True)
+    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     p.add_argument("--workloads", default="mandelbrot,pareto,pareto-sorted")
     p.add_argument("--chunksizes", default="1,2,4,8,16,32", help="executor only")
     p.add_argument("--pareto-n", type=int, default=600)
     p.add_argument("--pareto-mean", type=float, default=0.005)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    if args.system == "executor":
+    if args.system == "dask":
+        run_dask(args)
+    elif args.system == "executor":
         run_executor(args)
     else:
         run_hpcmicro(args)

@@ -13,6 +13,14 @@ next frontier; the count is the sum of the frontier sizes::
 
     mpiexec -n 3 python -m mpi4py.futures benchmarks/bench_tree.py --system executor
 
+dask.distributed (LocalCluster of 2 single-threaded worker processes): tasks
+submitting tasks. ``benchmarks.common.uts_count_dask`` visits a node, submits
+one task per child from inside the task (``distributed.worker_client``: the
+task secedes from the worker's thread pool while it waits for its children)
+and returns 1 + the sum of its children's counts::
+
+    python benchmarks/bench_tree.py --system dask --workers 2 --trees SMALL_GEO,BIN_200_Q012_S7
+
 Every measurement checks its count against ``uts.serial_stats`` (computed on
 the master after the timed calls, and timed too: the serial walk is the
 reference for speedup). One warm-up call on ``uts.DEFAULT`` (1,732 nodes)
@@ -42,7 +50,11 @@ TREES = {
     # binomial: 2000 root children, then 8 children with probability 0.12
     # (q*m = 0.96): many small, deep, unpredictable subtrees
     "BIN_2000_Q012": uts.UTSParams(tree_type=uts.BIN, b0=2000.0, q=0.12, m=8, root_seed=42),
+    # small enough for Dask (a few hundred tasks per second here): 4,201 nodes, depth 63
+    "BIN_200_Q012_S7": uts.UTSParams(tree_type=uts.BIN, b0=200.0, q=0.12, m=8, root_seed=7),
 }
+# The executor's chunksize 1 (~4,000 tasks/s) runs only on trees up to this size.
+CS1_MAX_NODES = 20_000
 TREES.update(uts.PRESETS)
 
 
@@ -118,26 +130,48 @@ def run_executor(args):
         for name in args.trees.split(","):
             params = TREES[name]
             results = []
+            ref, serial_s = serial_reference(params)
             for c in parse_chunksizes(args.chunksizes):
+                if c == 1 and ref.nodes > CS1_MAX_NODES:
+                    continue  # ~4,000 tasks/s: 15 s a tree, and nothing to learn
                 t0 = _now()
                 count, levels = bfs_count(ex, params, c)
                 results.append((c, count, levels, _now() - t0))
-            ref, serial_s = serial_reference(params)
             for c, count, levels, wall in results:
                 record(name, params, workers, count, wall, ref, serial_s, system="MPIPoolExecutor", chunksize=c,
                        config=f"MPIPoolExecutor chunksize={c}", levels=levels)
 
 
+def run_dask(args):
+    from benchmarks.common import dask_client, uts_count_dask
+
+    with dask_client(args.workers) as client:
+        warm = uts.DEFAULT
+        client.submit(uts_count_dask, warm, uts.root(warm), pure=False).result()  # warm-up
+        for name in args.trees.split(","):
+            params = TREES[name]
+            t0 = _now()
+            count = client.submit(uts_count_dask, params, uts.root(params), pure=False).result()
+            wall = _now() - t0
+            ref, serial_s = serial_reference(params)
+            record(name, params, args.workers, count, wall, ref, serial_s, system="dask",
+                   config="Dask tasks submitting tasks")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor"), required=True)
-    p.add_argument("--trees", default="GEO_FIXED_D7,BIN_2000_Q012")
-    p.add_argument("--chunksizes", default="1,16,256", help="executor only")
+    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--trees", default="SMALL_GEO,BIN_200_Q012_S7,GEO_FIXED_D7,BIN_2000_Q012")
+    p.add_argument("--chunksizes", default="1,16,256,4096",
+                   help=f"executor only (chunksize 1 only on trees of at most {CS1_MAX_NODES:,} nodes)")
+    p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     args = p.parse_args(argv)
     for name in args.trees.split(","):
         if name not in TREES:
             raise SystemExit(f"unknown tree {name!r}: one of {', '.join(TREES)}")
-    if args.system == "executor":
+    if args.system == "dask":
+        run_dask(args)
+    elif args.system == "executor":
         run_executor(args)
     else:
         run_hpcmicro(args)
