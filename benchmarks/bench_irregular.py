@@ -50,7 +50,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, parse_chunksizes, timed_row, timed_spin  # noqa: E402
+from benchmarks.common import emit, parse_chunksizes, timed_row, timed_spin, dispatch  # noqa: E402
 from hpcmicro.kernels.mandelbrot import MandelbrotParams  # noqa: E402
 from hpcmicro.kernels.synthetic import heavy_tailed_durations  # noqa: E402
 
@@ -158,12 +158,7 @@ def main(argv=None):
     p.add_argument("--pareto-mean", type=float, default=0.005)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    if args.system == "dask":
-        run_dask(args)
-    elif args.system == "executor":
-        run_executor(args)
-    else:
-        run_hpcmicro(args)
+    dispatch(args, run_hpcmicro, run_executor, run_dask)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, jittered_value  # noqa: E402
+from benchmarks.common import emit, jittered_value, dispatch  # noqa: E402
 from hpcmicro.kernels.synthetic import order_sensitive_value  # noqa: E402
 
 _now = time.perf_counter
@@ -136,12 +136,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=2000, help="number of values (tasks)")
     p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     args = p.parse_args(argv)
-    if args.system == "dask":
-        run_dask(args)
-    elif args.system == "executor":
-        run_executor(args)
-    else:
-        run_hpcmicro(args)
+    dispatch(args, run_hpcmicro, run_executor, run_dask)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, timed_sleep  # noqa: E402
+from benchmarks.common import emit, timed_sleep, dispatch  # noqa: E402
 from hpcmicro.kernels.synthetic import heavy_tailed_durations  # noqa: E402
 
 _now = time.perf_counter
@@ -124,12 +124,7 @@ def main(argv=None):
     p.add_argument("--mean", type=float, default=0.004)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    if args.system == "dask":
-        run_dask(args)
-    elif args.system == "executor":
-        run_executor(args)
-    else:
-        run_hpcmicro(args)
+    dispatch(args, run_hpcmicro, run_executor, run_dask)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, noop, parse_chunksizes  # noqa: E402
+from benchmarks.common import emit, noop, parse_chunksizes, dispatch  # noqa: E402
 
 _now = time.perf_counter
 
@@ -175,12 +175,7 @@ def main(argv=None):
     p.add_argument("--n-max", type=int, default=4 ** 11)
     p.add_argument("--min-seconds", type=float, default=0.5)
     args = p.parse_args(argv)
-    if args.system == "dask":
-        run_dask(args)
-    elif args.system == "executor":
-        run_executor(args)
-    else:
-        run_hpcmicro(args)
+    dispatch(args, run_hpcmicro, run_executor, run_dask)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, parse_chunksizes, uts_children  # noqa: E402
+from benchmarks.common import emit, parse_chunksizes, uts_children, dispatch  # noqa: E402
 from hpcmicro.kernels import uts  # noqa: E402
 
 _now = time.perf_counter
@@ -169,12 +169,7 @@ def main(argv=None):
     for name in args.trees.split(","):
         if name not in TREES:
             raise SystemExit(f"unknown tree {name!r}: one of {', '.join(TREES)}")
-    if args.system == "dask":
-        run_dask(args)
-    elif args.system == "executor":
-        run_executor(args)
-    else:
-        run_hpcmicro(args)
+    dispatch(args, run_hpcmicro, run_executor, run_dask)
 
 
 if __name__ == "__main__":

@@ -204,3 +204,8 @@ def versions() -> dict:
     except Exception:  # pragma: no cover - informational only
         pass
     return out
+
+
+def dispatch(args, run_hpcmicro, run_executor, run_dask) -> None:
+    """Run the measurement of the system ``--system`` names (steal and static are hpcmicro)."""
+    {"dask": run_dask, "executor": run_executor}.get(args.system, run_hpcmicro)(args)
