@@ -86,7 +86,7 @@ def mpiexec(n, argv, timeout=900):
 
 def restart_time(base, tmp):
     """Kill a checkpointed run half way, then time the restart to its end and its load."""
-    from hpcmicro.checkpoint import read_checkpoint
+    from hpcmicro.io.checkpoint import read_checkpoint
 
     ck = os.path.join(tmp, "restart.h5")
     env = dict(os.environ, **MPI_ENV, PYTHONPATH=REPO)

@@ -154,7 +154,7 @@ def main():
     args = parser.parse_args()
 
     import hpcmicro as hm
-    from hpcmicro.backends import _cupy_devices
+    from hpcmicro.mpi.devices import _cupy_devices
 
     cupy, found = _cupy_devices()
     if cupy is None:

@@ -21,10 +21,10 @@ __all__ = [
 
 _LAZY = {
     "Runtime": "hpcmicro.runtime",
-    "context": "hpcmicro.taskcontext",
-    "Task": "hpcmicro.tasks",
-    "Range": "hpcmicro.tasks",
-    "Blocks": "hpcmicro.tasks",
+    "context": "hpcmicro.engine.context",
+    "Task": "hpcmicro.engine.tasks",
+    "Range": "hpcmicro.engine.tasks",
+    "Blocks": "hpcmicro.engine.tasks",
     "TaskError": "hpcmicro.errors",
     "Preempted": "hpcmicro.errors",
     "InvalidCall": "hpcmicro.errors",

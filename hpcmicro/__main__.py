@@ -1,6 +1,6 @@
 """``python -m hpcmicro``: the same as the ``hpcmicro`` command."""
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

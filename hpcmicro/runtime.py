@@ -13,20 +13,21 @@ import traceback
 
 import numpy
 
-from . import faults, signals
-from .backends import DEVICES, select_backend, to_host
-from .checkpoint import CallState, CheckpointError, job_identity, read_checkpoint
-from .checkpoint_writer import CheckpointWriter
+from .mpi import ulfm as faults
+from .mpi import signals
+from .mpi.devices import DEVICES, select_backend, to_host
+from .io.checkpoint import CallState, CheckpointError, job_identity, read_checkpoint
+from .io.checkpoint_writer import CheckpointWriter
 from .errors import InvalidCall, Preempted, TaskError
-from .master import Master, run_master
-from .metrics import write_chrome_trace
-from .policies import get_policy
-from .progress import Progress
-from .protocol import Backoff, Stop
-from .reduce import SKIPPED, combine_collectively, deliver, resolve_op, skip_aware
-from .stats import CallStats
-from .tasks import DECOMPOSITIONS, TaskSource, short_repr
-from .worker import Executor, WorkerLoop
+from .engine.master import Master, run_master
+from .observe.metrics import write_chrome_trace
+from .engine.policies import get_policy
+from .observe.progress import Progress
+from .engine.events import Backoff, Stop
+from .engine.combine import SKIPPED, combine_collectively, deliver, resolve_op, skip_aware
+from .observe.stats import CallStats
+from .engine.tasks import DECOMPOSITIONS, TaskSource, short_repr
+from .engine.worker import Executor, WorkerLoop
 
 __all__ = ["Runtime"]
 

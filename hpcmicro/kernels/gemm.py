@@ -98,7 +98,7 @@ def tasks(params: GemmParams) -> list[tuple[int, int]]:
 
 def blocks(params: GemmParams):
     """The same blocks as an ``hm.Blocks`` over C (payloads are slice pairs)."""
-    from hpcmicro.tasks import Blocks
+    from hpcmicro.engine.tasks import Blocks
 
     return Blocks((params.m, params.n), (params.block_m, params.block_n))
 

@@ -111,7 +111,7 @@ def _layout(params) -> tuple[tuple, tuple]:
 
 def tasks(params: TransformParams):
     """An ``hm.Blocks`` over the dataset: one task per chunk."""
-    from hpcmicro.tasks import Blocks
+    from hpcmicro.engine.tasks import Blocks
 
     return Blocks(*_layout(params))
 

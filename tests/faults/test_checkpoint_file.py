@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.checkpoint import CallState, CheckpointError, read_checkpoint, write_checkpoint
+from hpcmicro.io.checkpoint import CallState, CheckpointError, read_checkpoint, write_checkpoint
 
 WRITER = """
 import sys, itertools
-from hpcmicro.checkpoint import CallState, write_checkpoint
+from hpcmicro.io.checkpoint import CallState, write_checkpoint
 path = sys.argv[1]
 for gen in itertools.count():
     state = CallState(index=0, identity=str(gen), kind="map", n_roots=1000,

@@ -93,7 +93,7 @@ def test_preemption_signal_on_one_rank_checkpoints_exits_75_and_resumes(tmp_path
     assert run.returncode == 75, str(run)
     assert f"preempted by {sig.name}" in run.stderr or f"preempted by {sig.name}" in run.stdout, str(run)
     assert (tmp_path / "run.h5").exists()
-    from hpcmicro.checkpoint import read_checkpoint
+    from hpcmicro.io.checkpoint import read_checkpoint
 
     _, calls = read_checkpoint(tmp_path / "run.h5")
     assert calls and not calls[-1].complete  # stopped in the middle: a partial call was saved

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.backends import _cupy_devices
+from hpcmicro.mpi.devices import _cupy_devices
 from tests.mpirun import mpiexec, run_command
 
 cupy, why = _cupy_devices()

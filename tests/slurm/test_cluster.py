@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from hpcmicro.cli_submit import main as submit_main
+from hpcmicro.app.submit import main as submit_main
 from tests.slurm.slurmjobs import (ROOT, SLURM_DIR, TERMINAL, _run, assert_state, diagnostics, sbatch,
                                    wait_for)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcmicro import slurm
-from hpcmicro.cli_submit import main as submit_main
+from hpcmicro.app import slurm
+from hpcmicro.app.submit import main as submit_main
 from tests.slurm.slurmjobs import LOCAL_CLUSTER, ROOT, SLURM_DIR
 
 PI = ROOT / "jobs" / "pi.toml"
@@ -31,7 +31,7 @@ def test_examples_are_rendered_from_the_template(name):
     path = SLURM_DIR / name
     assert path.read_text() == slurm.example(name), (
         f"{path} differs from the template in hpcmicro/slurm.py; rewrite it with "
-        f"`python -m hpcmicro.slurm slurm/` (or change EXAMPLES)")
+        f"`python -m hpcmicro.app.slurm slurm/` (or change EXAMPLES)")
     assert os.access(path, os.X_OK)
 
 
@@ -297,7 +297,7 @@ def test_submit_writes_script_and_prints_job_id(capsys, tmp_path, monkeypatch):
 
 
 def test_cli_wires_submit(capsys):
-    from hpcmicro import cli
+    from hpcmicro.app import cli
 
     commands = next(a for a in cli.build_parser()._actions if a.dest == "command")
     if "submit" not in commands.choices:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hpcmicro as hm
-from hpcmicro import backends
+from hpcmicro.mpi import devices as backends
 
 
 class FakeCuda:

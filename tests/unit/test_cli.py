@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import hpcmicro
-from hpcmicro import cli
-from hpcmicro.jobspec import load
+from hpcmicro.app import cli
+from hpcmicro.app.jobspec import load
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
@@ -191,7 +191,7 @@ def test_missing_spec_file_exits_2(tmp_path):
 def test_bad_spec_does_not_touch_mpi(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD)
-    code = ("import sys\nfrom hpcmicro.cli import main\n"
+    code = ("import sys\nfrom hpcmicro.app.cli import main\n"
             f"rc = main(['run', {str(bad)!r}])\n"
             "assert 'mpi4py.MPI' not in sys.modules, 'MPI was imported'\nsys.exit(rc)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(None))

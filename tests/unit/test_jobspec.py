@@ -1,4 +1,4 @@
-"""Unit tests of hpcmicro.jobspec: loading, defaults and every validation error (no MPI)."""
+"""Unit tests of hpcmicro.app.jobspec: loading, defaults and every validation error (no MPI)."""
 
 import functools
 import re
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcmicro import jobspec
-from hpcmicro.jobspec import JobSpecError, load
-from hpcmicro.tasks import Blocks, Range
+from hpcmicro.app import jobspec
+from hpcmicro.app.jobspec import JobSpecError, load
+from hpcmicro.engine.tasks import Blocks, Range
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,8 +193,8 @@ def test_example_pi_spec_loads():
 
 
 def test_names_match_the_runtime():
-    from hpcmicro.policies import POLICIES
-    from hpcmicro.reduce import OPS
+    from hpcmicro.engine.policies import POLICIES
+    from hpcmicro.engine.combine import OPS
 
     assert set(jobspec.OPS) == set(OPS)
     assert set(jobspec.POLICIES) == set(POLICIES)
@@ -204,7 +204,7 @@ def test_loading_does_not_import_mpi(tmp_path):
     spec = write_spec(tmp_path, MINIMAL)
     code = (
         "import sys\n"
-        "from hpcmicro.jobspec import load\n"
+        "from hpcmicro.app.jobspec import load\n"
         f"s = load({str(spec)!r})\n"
         "s.build_tasks(); s.kernel_callable()\n"
         "assert 'mpi4py.MPI' not in sys.modules, 'MPI imported'\n"

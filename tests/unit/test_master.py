@@ -1,9 +1,9 @@
 """The master's scheduling logic, fed messages by hand (no MPI)."""
 
-from hpcmicro.master import Master
-from hpcmicro.policies import StaticPolicy, StealPolicy, proportional_split
-from hpcmicro.protocol import Report, State, Tag
-from hpcmicro.tasks import RootRun
+from hpcmicro.engine.master import Master
+from hpcmicro.engine.policies import StaticPolicy, StealPolicy, proportional_split
+from hpcmicro.engine.events import Report, State, Tag
+from hpcmicro.engine.tasks import RootRun
 
 
 def report(state, seq, done=0, spawned=0, queued=0, mean=0.001, acks=(), aborted=False, error=None):

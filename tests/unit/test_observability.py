@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.metrics import TaskTimes, merge_summaries
-from hpcmicro.progress import Progress
-from hpcmicro.report import load_trace, utilization_over_time
+from hpcmicro.observe.metrics import TaskTimes, merge_summaries
+from hpcmicro.observe.progress import Progress
+from hpcmicro.app.report import load_trace, utilization_over_time
 from tests.mpirun import ROOT, mpiexec, run_command
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpcmicro.kernels.synthetic import order_sensitive_value
-from hpcmicro.reduce import PartialTree, resolve_op
+from hpcmicro.engine.combine import PartialTree, resolve_op
 from hpcmicro.errors import InvalidCall
 
 

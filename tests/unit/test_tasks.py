@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.taskqueue import TaskQueue
-from hpcmicro.tasks import RootRun, Spawned, TaskSource
+from hpcmicro.engine.taskqueue import TaskQueue
+from hpcmicro.engine.tasks import RootRun, Spawned, TaskSource
 
 
 def test_range_covers_exactly_once():

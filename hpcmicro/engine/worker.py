@@ -16,13 +16,13 @@ from contextlib import nullcontext
 
 import numpy
 
-from . import signals
-from . import taskcontext as _context
-from .protocol import Backoff, Report, State, Tag
-from .backends import is_out_of_memory, to_host
-from .kernels.batched import batch_form
-from .metrics import TaskTimes
-from .reduce import SKIPPED, PartialTree
+from ..mpi import signals
+from . import context as _context
+from .events import Backoff, Report, State, Tag
+from ..mpi.devices import is_out_of_memory, to_host
+from ..kernels.batched import batch_form
+from ..observe.metrics import TaskTimes
+from .combine import SKIPPED, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import InvalidCall
+from ..errors import InvalidCall
 
 __all__ = ["Policy", "StaticPolicy", "StealPolicy", "get_policy", "proportional_split"]
 

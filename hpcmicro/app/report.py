@@ -12,7 +12,7 @@ import json
 
 import numpy
 
-from .stats import format_table
+from ..observe.stats import format_table
 
 __all__ = ["describe_file", "inspect_file", "load_trace", "plot_trace", "utilization_over_time"]
 
@@ -55,7 +55,7 @@ def inspect_file(path: str) -> str:
 
 
 def _describe_checkpoint(path: str) -> str:
-    from .checkpoint import read_checkpoint
+    from ..io.checkpoint import read_checkpoint
 
     _, calls = read_checkpoint(path)
     lines = [f"{path}: checkpoint with {len(calls)} call(s)"]

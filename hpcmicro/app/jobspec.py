@@ -40,13 +40,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = ["JobSpec", "JobSpecError", "load", "CALLS", "OPS", "POLICIES", "TASK_SOURCES"]
 
 CALLS = ("map", "map_reduce")
-OPS = ("sum", "prod", "min", "max")  # hpcmicro.reduce.OPS (a test keeps them in step)
-POLICIES = ("static", "steal")  # hpcmicro.policies.POLICIES (likewise)
+OPS = ("sum", "prod", "min", "max")  # hpcmicro.engine.combine.OPS (a test keeps them in step)
+POLICIES = ("static", "steal")  # hpcmicro.engine.policies.POLICIES (likewise)
 TASK_SOURCES = ("range", "blocks", "list")
 
 _TOP_KEYS = ("job", "tasks")
 _JOB_KEYS = ("name", "kernel", "call", "op", "policy", "output", "args", "device", "setup", "finalize")
-DEVICES = ("auto", "cpu", "gpu")  # hpcmicro.backends.DEVICES
+DEVICES = ("auto", "cpu", "gpu")  # hpcmicro.mpi.devices.DEVICES
 _RANGE_KEYS = ("n", "chunk")
 _BLOCKS_KEYS = ("shape", "block")
 _KERNEL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -88,7 +88,7 @@ class JobSpec:
 
     def build_tasks(self):
         """The tasks argument of the call: ``hm.Range``, ``hm.Blocks`` or a list of payloads."""
-        from .tasks import Blocks, Range  # no MPI in there
+        from ..engine.tasks import Blocks, Range  # no MPI in there
 
         if self.tasks_source == "range":
             return Range(self.tasks_value["n"], self.tasks_value.get("chunk", 1))

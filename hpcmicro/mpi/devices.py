@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy
 
-from .errors import InvalidCall
+from ..errors import InvalidCall
 
 __all__ = ["Backend", "select_backend", "DEVICES", "to_host", "is_device_array", "gpu_aware_mpi"]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HpcmicroError
+from ..errors import HpcmicroError
 
 __all__ = ["CheckpointError", "CallState", "write_checkpoint", "read_checkpoint", "job_identity", "FORMAT"]
 

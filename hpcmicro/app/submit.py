@@ -130,7 +130,7 @@ def options_from_args(args) -> BatchOptions:
     if args.job_name is None:
         name = re.sub(r"[^A-Za-z0-9_.+-]", "_", name) or "hpcmicro"
     kind = "array" if len(specs) > 1 else "gpu" if args.gpus else "preemptible" if args.preemptible else "cpu"
-    from . import __version__
+    from .. import __version__
 
     return BatchOptions(
         kind=kind, job_name=name, nodes=args.nodes, ntasks_per_node=args.ntasks_per_node, time=args.time,
@@ -166,7 +166,7 @@ def _say(text, file) -> None:
 
 
 def main(argv=None) -> int:
-    """``python -m hpcmicro.cli_submit ...``: the same as ``hpcmicro submit ...``."""
+    """``python -m hpcmicro.app.submit ...``: the same as ``hpcmicro submit ...``."""
     parser = argparse.ArgumentParser(prog="hpcmicro")
     add_submit_parser(parser.add_subparsers(dest="command", required=True))
     try:

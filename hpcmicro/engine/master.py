@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import time
 
-from .checkpoint import CallState
-from .protocol import Backoff, State, Stop, Tag
-from .reduce import PartialTree
+from ..io.checkpoint import CallState
+from .events import Backoff, State, Stop, Tag
+from .combine import PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned
 
@@ -404,7 +404,7 @@ def run_master(comm, master: Master, checkpoint_every: float | None = None, on_c
     """
     from mpi4py import MPI
 
-    from . import signals
+    from ..mpi import signals
 
     pending = []
 

@@ -21,7 +21,7 @@ import operator
 
 import numpy as np
 
-from .errors import InvalidCall
+from ..errors import InvalidCall
 
 __all__ = ["resolve_op", "PartialTree", "combine_collectively", "deliver", "SKIPPED", "skip_aware"]
 
@@ -205,7 +205,7 @@ def _pack(arrays):
     Device (CuPy) arrays stay on the device when the MPI library is GPU-aware,
     else they are staged through host memory; the bytes are the same.
     """
-    from .backends import gpu_aware_mpi, is_device_array
+    from ..mpi.devices import gpu_aware_mpi, is_device_array
 
     if not arrays:
         return np.empty(0, np.uint8)

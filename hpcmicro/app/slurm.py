@@ -392,7 +392,7 @@ def example(name: str) -> str:
 
 
 def write_examples(folder) -> list[Path]:
-    """(Re)write the example scripts into ``folder`` (``python -m hpcmicro.slurm slurm/``)."""
+    """(Re)write the example scripts into ``folder`` (``python -m hpcmicro.app.slurm slurm/``)."""
     folder = Path(folder)
     written = []
     for name in EXAMPLES:
@@ -433,7 +433,7 @@ def submit(script_path, sbatch_args=(), cwd=None, timeout=60) -> str:
 def _main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m hpcmicro.slurm FOLDER   (rewrites the example scripts there)", file=sys.stderr)
+        print("usage: python -m hpcmicro.app.slurm FOLDER   (rewrites the example scripts there)", file=sys.stderr)
         return 2
     for path in write_examples(args[0]):
         print(path)

@@ -59,7 +59,7 @@ def plan_text(spec: JobSpec, sample: int = 1, ranks: int = 4) -> str:
 
 def _sample(spec: JobSpec, tasks, k: int):
     """Run the first k root tasks in-process: (mean seconds, mean result bytes, children) or a message."""
-    from . import taskcontext
+    from ..engine import context as taskcontext
 
     kernel = spec.kernel_callable()
     payloads = [tasks.payload(i) for i in range(k)] if hasattr(tasks, "payload") else list(tasks)[:k]

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 
-from . import __version__
+from .. import __version__
 from .jobspec import POLICIES, JobSpec, JobSpecError, load
 
 __all__ = ["main", "launch_rank", "write_output"]
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--plot", metavar="OUT.png", help="draw a Gantt chart and utilization over time (needs a trace)")
     report.add_argument("--trace", metavar="TRACE.json", help="the trace to plot (default: the one the result file names)")
     report.set_defaults(handler=cmd_report)
-    from .cli_submit import add_submit_parser
+    from .submit import add_submit_parser
 
     add_submit_parser(commands)
     return parser
@@ -146,7 +146,7 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
     checkpoint holds the progress; run the same command again to resume).
     """
     import hpcmicro as hm
-    from hpcmicro.checkpoint import CheckpointError
+    from hpcmicro.io.checkpoint import CheckpointError
 
     trace = (options or {}).get("trace")
     _log_on_rank0(launch_rank())

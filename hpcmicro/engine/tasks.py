@@ -21,7 +21,7 @@ from itertools import product
 from operator import index as _as_index
 from typing import Any
 
-from .errors import InvalidCall
+from ..errors import InvalidCall
 
 __all__ = ["Task", "Range", "Blocks", "RootRun", "Spawned", "TaskSource"]
 

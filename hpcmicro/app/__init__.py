@@ -1,0 +1,1 @@
+"""The application layer: the command line, job specs, planning, reports, Slurm."""

@@ -1,0 +1,1 @@
+"""Files: HDF5 checkpoints and result files."""

@@ -1,0 +1,1 @@
+"""Everything that talks to MPI or the machine: collectives, ULFM, devices, signals."""

@@ -1,0 +1,1 @@
+"""Observability: task timings, call statistics, progress, traces."""
