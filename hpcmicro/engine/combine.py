@@ -21,9 +21,11 @@ import operator
 
 import numpy as np
 
+from ..constants import OP_NAMES
 from ..errors import InvalidCall
+from ..identity import describe_callable
 
-__all__ = ["resolve_op", "PartialTree", "combine_collectively", "deliver", "SKIPPED", "skip_aware"]
+__all__ = ["resolve_op", "PartialTree", "merge_parts", "SKIPPED", "skip_aware", "OPS"]
 
 
 def _is_array(x) -> bool:
@@ -39,6 +41,7 @@ def _max(a, b):
 
 
 OPS = {"sum": operator.add, "prod": operator.mul, "min": _min, "max": _max}
+assert tuple(OPS) == OP_NAMES
 
 
 def resolve_op(op):
@@ -51,7 +54,7 @@ def resolve_op(op):
                 f"unknown op {op!r}: use one of {', '.join(sorted(OPS))} or an associative callable"
             ) from None
     if callable(op):
-        return f"{getattr(op, '__module__', '?')}.{getattr(op, '__qualname__', repr(op))}", op
+        return describe_callable(op), op  # no addresses: ranks must agree on it
     raise InvalidCall(f"op must be a name or a callable, got {op!r}")
 
 
@@ -168,113 +171,20 @@ class PartialTree:
         return {k: v for k, v in self.lengths.items() if k}
 
 
-# --------------------------------------------------------------------------------------
-# The final combine across ranks.
+def merge_parts(op, n_roots: int, parts):
+    """Merge partial trees given as ``(lengths, blocks)`` pairs (any order): the call's value.
 
-
-def combine_collectively(comm, tree: PartialTree | None, n_roots: int, op):
-    """Gather every rank's partial tree to rank 0 and merge: the value on rank 0, None elsewhere.
-
-    Arrays travel as raw bytes through ``Gatherv`` (no pickles); everything
-    else is small and pickled.
+    Raises if the parts do not complete the tree: a task's result is missing.
     """
-    lengths, scalars, arrays = {}, {}, []
-    if tree is not None:
-        lengths = tree.shippable_lengths()
-        for key, value in tree.blocks.items():
-            if _array_meta(value) is not None:
-                arrays.append((key, value))
-            else:
-                scalars[key] = value
-    meta = [(key, a.dtype.str, a.shape) for key, a in arrays]
-    gathered = comm.gather((lengths, scalars, meta), root=0)
-    payload = _pack([a for _, a in arrays])
-    counts = comm.gather(payload.size, root=0)
-    if comm.rank != 0:
-        comm.Gatherv(payload, None, root=0)
-        return None
-    recvbuf = np.empty(sum(counts), np.uint8)
-    displs = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
-    comm.Gatherv(payload, [recvbuf, counts, displs, _mpi_byte()], root=0)
-    return _merge_gathered(op, n_roots, gathered, recvbuf, counts)
-
-
-def _pack(arrays):
-    """One contiguous byte buffer of all the arrays, for Gatherv.
-
-    Device (CuPy) arrays stay on the device when the MPI library is GPU-aware,
-    else they are staged through host memory; the bytes are the same.
-    """
-    from ..mpi.devices import gpu_aware_mpi, is_device_array
-
-    if not arrays:
-        return np.empty(0, np.uint8)
-    on_device = [is_device_array(a) for a in arrays]
-    if all(on_device) and gpu_aware_mpi():
-        import cupy
-
-        return cupy.concatenate([cupy.ascontiguousarray(a).reshape(-1).view(cupy.uint8) for a in arrays])
-    host = [a.get() if dev else a for a, dev in zip(arrays, on_device)]
-    return np.concatenate([np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in host])
-
-
-def _merge_gathered(op, n_roots, gathered, recvbuf, counts):
     final = PartialTree(op, n_roots)
-    all_blocks = {}
-    offset = 0
-    for (lengths, scalars, meta), count in zip(gathered, counts):
+    blocks: dict = {}
+    for lengths, part_blocks in parts:
         final.lengths.update(lengths)
-        all_blocks.update(scalars)
-        pos = offset
-        for key, dtype, shape in meta:
-            dt = np.dtype(dtype)
-            nbytes = dt.itemsize * int(np.prod(shape, dtype=np.int64))
-            all_blocks[key] = recvbuf[pos : pos + nbytes].view(dt).reshape(shape).copy()
-            pos += nbytes
-        offset += count
-    final.merge({}, all_blocks)
+        blocks.update(part_blocks)
+    final.merge({}, blocks)
     if not final.complete:
         raise RuntimeError(
             f"internal error: reduction incomplete, {len(final.blocks)} blocks left "
             f"(first {sorted(final.blocks)[:3]})"
         )
     return final.result
-
-
-def deliver(comm, value, root):
-    """Rank 0 holds ``value``; give it to every rank (``root=None``) or to ``root`` only.
-
-    NumPy arrays go by ``Bcast`` of their buffer, anything else pickled.
-    """
-    if root is None:
-        kind = comm.bcast(_array_meta(value) if comm.rank == 0 else None, root=0)
-        if kind is None:
-            return comm.bcast(value, root=0)
-        dtype, shape = kind
-        buf = np.ascontiguousarray(value) if comm.rank == 0 else np.empty(shape, np.dtype(dtype))
-        comm.Bcast(buf, root=0)
-        return buf
-    if root == 0:
-        return value if comm.rank == 0 else None
-    if comm.rank == 0:
-        comm.send(value, dest=root, tag=_DELIVER_TAG)
-        return None
-    if comm.rank == root:
-        return comm.recv(source=0, tag=_DELIVER_TAG)
-    return None
-
-
-_DELIVER_TAG = 77
-
-
-def _array_meta(value):
-    """(dtype, shape) of a NumPy or device array that can travel as raw bytes, else None."""
-    if (isinstance(value, np.ndarray) and value.dtype != object) or hasattr(value, "__cuda_array_interface__"):
-        return (value.dtype.str, tuple(value.shape))
-    return None
-
-
-def _mpi_byte():
-    from mpi4py import MPI
-
-    return MPI.BYTE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy
 
 __all__ = ["TaskContext", "context"]
@@ -13,13 +15,20 @@ class TaskContext:
     One object per worker, reused for every task (allocation per task would
     show up in the no-op throughput): the worker updates ``task_id`` before
     each call.
+
+    ``rank`` and ``size`` are the MPI rank and size of the process running the
+    task; ``worker`` is the id of the worker running it, unique among the job's
+    workers: its rank under MPI, 1..N for the workers of a one-rank run (which
+    all run in rank 0). Per-worker output files are named by ``worker``.
     """
 
-    __slots__ = ("rank", "size", "task_id", "xp", "device", "_spawn", "_n_children", "_priority", "_in_batch")
+    __slots__ = ("rank", "size", "worker", "task_id", "xp", "device", "_spawn", "_n_children", "_priority",
+                 "_in_batch")
 
-    def __init__(self, rank: int, size: int, spawn, xp=numpy, device=None):
+    def __init__(self, rank: int, size: int, spawn, xp=numpy, device=None, worker: int | None = None):
         self.rank = rank
         self.size = size
+        self.worker = rank if worker is None else worker
         self.xp = xp
         self.device = device
         self.task_id: tuple = ()
@@ -43,19 +52,20 @@ class TaskContext:
         return child_id
 
     def __repr__(self):
-        return f"TaskContext(rank={self.rank}, task_id={self.task_id})"
+        return f"TaskContext(rank={self.rank}, worker={self.worker}, task_id={self.task_id})"
 
 
-_current: TaskContext | None = None
+# Per thread: an in-process run has one kernel thread per worker.
+_local = threading.local()
 
 
 def context() -> TaskContext:
-    """The context of the task running on this rank; only valid inside a kernel."""
-    if _current is None:
+    """The context of the task running in this thread; only valid inside a kernel."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
         raise RuntimeError("hm.context() is only available inside a kernel that hpcmicro is running")
-    return _current
+    return ctx
 
 
 def _set_current(ctx: TaskContext | None) -> None:
-    global _current
-    _current = ctx
+    _local.ctx = ctx

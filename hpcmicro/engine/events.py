@@ -1,7 +1,11 @@
-"""Message tags, message shapes and the waiting primitive, in one place.
+"""The engine's vocabulary: wire tags, report shapes, events in, instructions out.
 
-Messages are small tuples pickled by mpi4py; every send is non-blocking
-(``isend``) so two ranks sending large messages to each other never deadlock.
+The protocol machines (``Master``, ``WorkerProtocol``) take typed *events* and
+return typed *instructions*; a driver turns messages from a transport into
+events and instructions into messages. Time is always passed in (``now``, in
+seconds on the driver's clock), never read.
+
+Messages on the wire (``tag``: body):
 
 master -> worker    TASKS     (seq, entries)  entries: RootRun/Spawned; seq counts master sends
 worker -> worker    TASKS     (None, entries) a steal answer (may be empty)
@@ -9,16 +13,31 @@ master -> victim    STEAL     thief_rank
 master -> worker    ABORT     None            drop the queue, stop running tasks
 master -> worker    DRAIN     None            start no new task (preemption)
 master -> worker    SNAPSHOT  None            report pending tasks and finished results now
+master -> worker    RETIRE    None            your running task overran: hand back everything else
 master -> worker    STOP      Stop            leave the loop (the call ends)
-worker -> master    REPORT    Report          counts, results, acks, requests, snapshots
+worker -> master    REPORT    Report          counts, results, acks, requests, snapshots, hand-backs
+
+Ownership: a body, once sent, belongs to its receiver; the sender never touches it
+again (the in-process transport passes objects without copying them).
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Tag", "State", "Report", "Stop", "Backoff"]
+__all__ = [
+    "Tag", "State", "Report", "Stop",
+    # master events
+    "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt",
+    # worker events
+    "TasksArrived", "StealAsked", "SnapshotAsked", "DrainAsked", "AbortAsked", "RetireAsked", "StopAsked",
+    "TaskRan", "Signalled",
+    # instructions
+    "Send", "SendTasks", "SendSteal", "SendAbort", "SendDrain", "SendSnapshot", "SendRetire", "SendStop",
+    "SendReport", "CutReady",
+    "worker_event",
+]
 
 
 class Tag:
@@ -29,6 +48,7 @@ class Tag:
     REPORT = 15
     DRAIN = 16
     SNAPSHOT = 17
+    RETIRE = 18
 
 
 class State:
@@ -38,7 +58,9 @@ class State:
     LOW = 1  # queue below its low-water mark: send more if you have it
     IDLE = 2  # queue empty: send work or broker a steal
     DRAINED = 3  # draining for preemption: no task running, none will start
-    RETIRED = 4  # a kernel overran task_timeout: all other work handed back
+    RETIRED = 4  # told to retire (its task overran task_timeout): everything else handed back
+
+    WANTING = (LOW, IDLE)  # states that ask the master for work
 
 
 class Report(NamedTuple):
@@ -54,8 +76,9 @@ class Report(NamedTuple):
     error: dict | None  # a kernel raised: what, where
     failed: tuple = ()  # (task_id, traceback) of tasks skipped after their last retry
     snapshot: dict | None = None  # the answer to SNAPSHOT: {"pending": entries, "tree": (lengths, blocks)}
-    handback: tuple | None = None  # a hung worker's (entries, tree part) for others to run
+    handback: tuple | None = None  # the answer to RETIRE: (entries, tree part) for others to run
     signal: int = 0  # a preemption signal this rank received
+    hung: bool = False  # the running task has overrun task_timeout (and is still running)
 
 
 class Stop(NamedTuple):
@@ -65,28 +88,225 @@ class Stop(NamedTuple):
     info: Any
 
 
-class Backoff:
-    """Sleep between polls: 0 first, then doubling from ``tmin`` up to ``tmax``.
+# -- master events --------------------------------------------------------------------
 
-    Ranks are often oversubscribed, so waiting must not burn a core; the cap
-    bounds the latency this adds to a reply.
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The call begins: seed the workers."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReport:
+    source: int
+    report: Report
+    now: float
+    nbytes: int = 0  # its size on the wire (0 in-process)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Nothing arrived; time passed (deadlines, samples)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointDue:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """A rank got SIGTERM/SIGUSR1: drain, snapshot, stop."""
+
+    signum: int
+    now: float
+
+
+# -- worker events --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TasksArrived:
+    source: int
+    seq: int | None  # None: a steal answer from a peer
+    entries: list
+
+
+@dataclass(frozen=True, slots=True)
+class StealAsked:
+    thief: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DrainAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AbortAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RetireAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopAsked:
+    stop: Stop
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRan:
+    """The kernel thread ran the front task (or a block or batch of them)."""
+
+    ok: bool  # False: a task failed for good under on_error="raise"
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Signalled:
+    """This rank received a preemption signal."""
+
+    signum: int
+
+
+def worker_event(source: int, tag: int, body):
+    """A message to a worker, as an event."""
+    if tag == Tag.TASKS:
+        return TasksArrived(source, body[0], body[1])
+    if tag == Tag.STEAL:
+        return StealAsked(body)
+    if tag == Tag.SNAPSHOT:
+        return SnapshotAsked()
+    if tag == Tag.DRAIN:
+        return DrainAsked()
+    if tag == Tag.ABORT:
+        return AbortAsked()
+    if tag == Tag.RETIRE:
+        return RetireAsked()
+    if tag == Tag.STOP:
+        return StopAsked(body)
+    raise RuntimeError(f"unexpected message tag {tag} from rank {source}")
+
+
+# -- instructions ---------------------------------------------------------------------
+
+class Send:
+    """An instruction to send one message: ``dest``, ``tag`` and ``body``."""
+
+    __slots__ = ("dest",)
+    tag = -1
+
+    def __init__(self, dest: int):
+        self.dest = dest
+
+    @property
+    def body(self):
+        return None
+
+    def __eq__(self, other):
+        return type(other) is type(self) and (other.dest, other.body) == (self.dest, self.body)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(dest={self.dest})"
+
+
+class SendTasks(Send):
+    __slots__ = ("seq", "entries")
+    tag = Tag.TASKS
+
+    def __init__(self, dest: int, seq: int | None, entries: list):
+        self.dest, self.seq, self.entries = dest, seq, entries
+
+    @property
+    def body(self):
+        return (self.seq, self.entries)
+
+    @property
+    def n_tasks(self) -> int:
+        return sum(len(e) for e in self.entries)
+
+    def __repr__(self):
+        return f"SendTasks(dest={self.dest}, seq={self.seq}, tasks={self.n_tasks})"
+
+
+class SendSteal(Send):
+    """Tell ``dest`` (the victim) to give some of its queue to ``thief``."""
+
+    __slots__ = ("thief",)
+    tag = Tag.STEAL
+
+    def __init__(self, dest: int, thief: int):
+        self.dest, self.thief = dest, thief
+
+    @property
+    def body(self):
+        return self.thief
+
+    def __repr__(self):
+        return f"SendSteal(victim={self.dest}, thief={self.thief})"
+
+
+class SendAbort(Send):
+    __slots__ = ()
+    tag = Tag.ABORT
+
+
+class SendDrain(Send):
+    __slots__ = ()
+    tag = Tag.DRAIN
+
+
+class SendSnapshot(Send):
+    __slots__ = ()
+    tag = Tag.SNAPSHOT
+
+
+class SendRetire(Send):
+    __slots__ = ()
+    tag = Tag.RETIRE
+
+
+class SendStop(Send):
+    __slots__ = ("stop",)
+    tag = Tag.STOP
+
+    def __init__(self, dest: int, stop: Stop):
+        self.dest, self.stop = dest, stop
+
+    @property
+    def body(self):
+        return self.stop
+
+
+class SendReport(Send):
+    __slots__ = ("report",)
+    tag = Tag.REPORT
+
+    def __init__(self, dest: int, report: Report):
+        self.dest, self.report = dest, report
+
+    @property
+    def body(self):
+        return self.report
+
+
+@dataclass(frozen=True, slots=True)
+class CutReady:
+    """A consistent cut of the call (a ``CallState``) for the driver to store.
+
+    ``reason``: "checkpoint" (write it in the background) or "preempt" (the
+    final one: write it before the call ends).
     """
 
-    __slots__ = ("tval", "tmin", "tmax")
-
-    def __init__(self, tmax: float = 0.001, tmin: float = 1e-6):
-        self.tmax = tmax
-        self.tmin = tmin
-        self.tval = 0.0
-
-    def reset(self) -> None:
-        self.tval = 0.0
-
-    def advance(self) -> float:
-        """The wait to use now; the next one doubles."""
-        t = self.tval
-        self.tval = min(self.tmax, max(self.tmin, self.tval * 2.0))
-        return t
-
-    def sleep(self) -> None:
-        time.sleep(self.advance())
+    state: Any
+    reason: str

@@ -1,48 +1,65 @@
-"""Master side: the pool, seeding, brokering steals, termination, snapshots.
+"""The master's protocol machine: the pool, seeding, brokering steals, termination, snapshots.
 
-``Master`` is a state machine with no MPI in it: feed it ``handle(source,
-tag, body)`` and ``tick(now)`` and it returns the messages to send as
-``(dest, tag, body)``. ``run_master`` drives it over a communicator.
+``Master.handle(event) -> [instruction]``: events in (``Start``, ``WorkerReport``,
+``Tick``, ``CheckpointDue``, ``Preempt``), instructions out (``Send*``,
+``CutReady``). No clock, no MPI, no threads; nothing outside writes its fields.
+``validate()`` checks its invariants (tests run it after every event).
 
 Termination. The master counts tasks created (roots, plus children reported)
 and finished. A worker reports a finished task together with the children it
 spawned, so while any task is unfinished, created > finished at the master;
 equality means everything ran and was reported. The call ends when, in
 addition, every worker is idle with nothing addressed to it in flight: its
-last report says IDLE, it has seen every TASKS message the master sent it,
-and no steal answer is on its way to it. Then no message is in flight, STOP
+last report says IDLE, it has seen every TASKS message the master sent it, and
+no steal answer or hand-back is on its way. Then no message is in flight, STOP
 is safe, and no stray message can reach the next call.
 
 Snapshots (checkpoints, preemption). The master stops handing out work and
 brokering steals, waits until no tasks are in flight (every TASKS seen, every
-steal answer acknowledged), then asks every worker for a snapshot. Each worker
-answers at once from its mailbox thread with what it holds: queued tasks plus
+steal answer acknowledged, no hand-back pending), then asks every worker for a
+snapshot. Each worker answers at once with what it holds: queued tasks plus
 the task it is running (as not yet run), and its finished results. With no
 tasks moving between ranks, the pool plus the snapshots plus the results
 received before each worker's snapshot form a consistent cut: every task is
-either finished (its result is in the cut) or pending, never both.
+either finished (its result is in the cut) or pending, never both. A
+preemption that arrives during a checkpoint round lets that round finish, then
+takes a new cut after the drain: the final cut is always the latest.
+
+Hung tasks. A worker whose running task overran ``task_timeout`` says so
+(``Report.hung``). If another worker can take over, the master tells it to
+retire: it hands back everything it holds but the hung task's late result,
+which it drops; the pool serves the hand-back to the others under any policy.
+With no other worker left, the master waits for the slow one. Retiring never
+overlaps a snapshot round (it waits for the round to end).
 """
 
 from __future__ import annotations
 
-import time
+from collections import deque
 
-from ..io.checkpoint import CallState
-from .events import Backoff, State, Stop, Tag
 from .combine import PartialTree
+from .cut import CallState
+from .events import (
+    CheckpointDue, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal, SendStop,
+    SendTasks, Start, State, Stop, Tick, WorkerReport,
+)
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned
 
-__all__ = ["Master", "run_master"]
+__all__ = ["Master", "WorkerView"]
+
+SAMPLE_INTERVAL_S = 0.1  # queue lengths over time, for the stats
+MAX_SAMPLES = 2000
+MAX_DECISIONS = 1000  # the decision log keeps the latest ones (counts cover all)
 
 
 class WorkerView:
     """What the master knows of one worker."""
 
     __slots__ = ("rank", "capacity", "state", "sent_seq", "seq_seen", "queued", "mean_task_s",
-                 "awaiting_from", "aborted", "done", "retired")
+                 "awaiting_from", "aborted", "done", "hung", "retiring", "retired")
 
-    def __init__(self, rank, capacity):
+    def __init__(self, rank: int, capacity: float):
         self.rank = rank
         self.capacity = capacity
         self.state = State.BUSY
@@ -50,23 +67,34 @@ class WorkerView:
         self.seq_seen = 0
         self.queued = 0
         self.mean_task_s = 0.0
-        self.awaiting_from = None  # victim rank whose steal answer is on its way here
+        self.awaiting_from: int | None = None  # victim rank whose steal answer is on its way here
         self.aborted = False
         self.done = 0
-        self.retired = False  # its kernel hung: it gets no more work
+        self.hung = False  # its running task overran task_timeout
+        self.retiring = False  # told to retire; its hand-back is on its way
+        self.retired = False  # handed everything back: it gets no more work
 
     @property
     def settled(self) -> bool:
-        """No tasks are on their way to it."""
-        return self.seq_seen == self.sent_seq and self.awaiting_from is None
+        """No tasks are on their way to or from it."""
+        return self.seq_seen == self.sent_seq and self.awaiting_from is None and not self.retiring
 
     @property
     def idle(self) -> bool:
         return self.state == State.IDLE and self.settled
 
     @property
+    def active(self) -> bool:
+        """It may still get and give work."""
+        return not (self.retired or self.retiring or self.aborted)
+
+    @property
     def queued_work(self) -> float:
         return self.queued * max(self.mean_task_s, 1e-9)
+
+    def __repr__(self):
+        return (f"WorkerView({self.rank}, state={self.state}, queued={self.queued}, seq={self.seq_seen}/"
+                f"{self.sent_seq}, awaiting={self.awaiting_from}, hung={self.hung}, retired={self.retired})")
 
 
 class Master:
@@ -94,58 +122,84 @@ class Master:
             self.failed = list(resume.failed)
             if self.tree is not None:
                 self.tree.merge(resume.lengths, resume.blocks)
-        if policy.balances:
-            self.pool = TaskQueue(runs)
-        else:  # static: contiguous id ranges, whatever the priorities
-            self.pool = TaskQueue()
-            self._static_entries = sorted(runs, key=lambda e: e.key[1])
-        self.created = sum(len(r) for r in runs)
+        self.pool = TaskQueue(runs)
+        # Counted for this attempt only: on resume, the cut's pending tasks are all there is to do.
+        self.created = len(self.pool)
         self.finished = 0
         self.error: dict | None = None
         self.aborting = False
         self.done = False
-        self.stop = None
+        self.stop: Stop | None = None
         self.messages = 0
         self.steals_brokered = 0
         self.bytes_from: dict = {}  # report bytes received from each worker
-        self.queue_samples: list = []  # (seconds since start, pool length, tasks queued at workers)
+        self.queue_samples: list = []  # (seconds on the driver's clock, pool length, tasks queued at workers)
+        self.decisions: deque = deque(maxlen=MAX_DECISIONS)  # (now, kind, details): see _note
+        self.decision_counts: dict = {}
         self.preempt_grace_s = preempt_grace_s
+        self.now = 0.0  # the latest time an event brought
+        self._next_sample = None
+        self._wanting: set = set()  # ranks whose last report asked for work (LOW/IDLE)
+        self._hung: set = set()  # ranks whose task overran and that are not retired yet
         # snapshot rounds
-        self.pausing = False  # no work handed out until the round ends
-        self.snapshot_reason = None  # "checkpoint" or "preempt"
+        self.preempt_signal = 0
+        self.drain_deadline: float | None = None
+        self._want_round: str | None = None  # "checkpoint" or "preempt": a round to begin when settled
+        self._round: str | None = None  # the reason of the round under way
         self.snapshot_waiting: set | None = None  # ranks whose snapshot has not arrived
         self._snapshots: list = []
         self._post_cut: list = []  # (results, failed) that arrived after their sender's cut
-        self.checkpoint: CallState | None = None  # the latest consistent cut, for the driver to write
-        self.preempt_signal = 0
-        self.drain_deadline = None
+        self.final_cut_taken = False  # preemption: the cut after the drain exists
 
-    # -- start -----------------------------------------------------------------------
-    def start(self) -> list:
-        views = list(self.workers.values())
-        counts = self.policy.seed_counts(self.created, [w.capacity for w in views])
-        out = []
-        if self.policy.balances:
-            source = self.pool
+    # -- events ----------------------------------------------------------------------
+    def handle(self, event) -> list:
+        self.now = event.now
+        kind = type(event)
+        if kind is WorkerReport:
+            return self._on_report(event)
+        out: list = []
+        if kind is Tick:
+            self._sample()
+        elif kind is Start:
+            self._start(out)
+        elif kind is CheckpointDue:
+            if not (self.preempt_signal or self.aborting or self.done or self._want_round or self._round):
+                self._want_round = "checkpoint"
+                self._note("snapshot", reason="checkpoint")
+        elif kind is Preempt:
+            self._preempt(event.signum, out)
         else:
-            source = TaskQueue()
-            source._entries = list(reversed(self._static_entries))  # id order, front last
-            source._count = self.created
-        for w, k in zip(views, counts):
-            if k:
-                out.append(self._give(w, source.take_front(k)))
+            raise TypeError(f"master: unknown event {event!r}")
+        self._advance(out)
         return out
 
-    def _give(self, w, entries):
+    @property
+    def pausing(self) -> bool:
+        """No work is handed out (a snapshot round is wanted or under way)."""
+        return self._want_round is not None or self._round is not None or bool(self.preempt_signal)
+
+    def _start(self, out) -> None:
+        views = list(self.workers.values())
+        self._sample()
+        if not views:
+            return
+        shares = self.policy.seed(self.pool, [w.capacity for w in views])
+        for w, entries in zip(views, shares):
+            if entries:
+                out.append(self._give(w, entries))
+                self._note("seed", worker=w.rank, tasks=sum(len(e) for e in entries))
+
+    def _give(self, w: WorkerView, entries) -> SendTasks:
         w.sent_seq += 1
         w.state = State.BUSY
-        return (w.rank, Tag.TASKS, (w.sent_seq, [e.packed() for e in entries]))
+        self._wanting.discard(w.rank)
+        return SendTasks(w.rank, w.sent_seq, [e.packed() for e in entries])
 
-    # -- messages --------------------------------------------------------------------
-    def handle(self, source, tag, rep) -> list:
-        if tag != Tag.REPORT:
-            raise RuntimeError(f"master: unexpected message tag {tag} from rank {source}")
+    def _on_report(self, event: WorkerReport) -> list:
+        source, rep = event.source, event.report
         self.messages += 1
+        if event.nbytes:
+            self.bytes_from[source] = self.bytes_from.get(source, 0) + event.nbytes
         w = self.workers[source]
         w.state = rep.state
         w.seq_seen = rep.seq_seen
@@ -159,38 +213,65 @@ class Master:
         for victim in rep.acks:
             if w.awaiting_from == victim:
                 w.awaiting_from = None
-        out = []
-        if not self.aborting:
-            after_cut = self.snapshot_waiting is not None and source not in self.snapshot_waiting \
-                and rep.snapshot is None
-            if after_cut:
+        if rep.state in State.WANTING and not w.retired:
+            self._wanting.add(source)
+        else:
+            self._wanting.discard(source)
+        out: list = []
+        if self.aborting:
+            pass  # results of an aborted call go nowhere; snapshots and hand-backs too
+        else:
+            in_round = self.snapshot_waiting is not None
+            if in_round and source not in self.snapshot_waiting and rep.snapshot is None:
                 self._post_cut.append((rep.results, rep.failed))
             else:
                 self._absorb(rep.results, rep.failed)
-            if rep.snapshot is not None:
-                self._take_snapshot(source, rep.snapshot)
             if rep.handback is not None:
                 self._take_handback(w, rep.handback)
+            if rep.snapshot is not None and in_round and source in self.snapshot_waiting:
+                self._take_snapshot(source, rep.snapshot, out)
+        self._track_hung(w, rep)
         if rep.signal and not self.preempt_signal:
-            out.extend(self.preempt(rep.signal))
+            self._preempt(rep.signal, out)
         if rep.error is not None and not self.aborting:
-            self.error = rep.error
-            self.aborting = True
-            self.pool.clear()
-            out.extend((r, Tag.ABORT, None) for r in self.workers)
-        out.extend(self._advance())
+            self._abort(rep.error, out)
+        self._advance(out)
+        self._sample()
         return out
 
-    def tick(self, now: float) -> list:
-        """Called by the driver while no message arrives: deadlines (the drain's grace)."""
-        return self._advance(now)
+    def _track_hung(self, w: WorkerView, rep: Report) -> None:
+        if w.retired or w.retiring:
+            self._hung.discard(w.rank)
+            return
+        if rep.hung and not w.hung:
+            self._note("hung", worker=w.rank)
+        w.hung = rep.hung
+        if rep.hung:
+            self._hung.add(w.rank)
+        else:
+            self._hung.discard(w.rank)
 
-    def _advance(self, now: float | None = None) -> list:
-        out = []
+    def _abort(self, error: dict, out) -> None:
+        self.error = error
+        self.aborting = True
+        self.pool.clear()
+        self._wanting.clear()
+        # A snapshot round under way can never complete now: drop it.
+        self._want_round = self._round = None
+        self.snapshot_waiting = None
+        self._snapshots, self._post_cut = [], []
+        self._note("abort", task=error.get("task_id"), worker=error.get("rank"))
+        out.extend(SendAbort(r) for r in self.workers)
+
+    # -- the state after each event ---------------------------------------------------
+    def _advance(self, out) -> None:
+        if self.done:
+            return
         if self.pausing:
-            self._maybe_begin_snapshot(out, now)
-        elif not self.aborting and self.policy.balances and not self.preempt_signal:
-            self._serve_all(out)
+            self._maybe_begin_snapshot(out)
+        elif not self.aborting:
+            self._retire_hung(out)
+            self._serve_wanting(out)
         if self._finished():
             self.done = True
             if self.error is not None:
@@ -199,8 +280,7 @@ class Master:
                 self.stop = Stop("preempted", self.preempt_signal)
             else:
                 self.stop = Stop("ok", None)
-            out.extend((r, Tag.STOP, self.stop) for r in self.workers)
-        return out
+            out.extend(SendStop(r, self.stop) for r in self.workers)
 
     def _absorb(self, results, failed) -> None:
         if results is not None:
@@ -211,11 +291,11 @@ class Master:
             self.failed.extend(failed)
 
     def _finished(self) -> bool:
-        active = [w for w in self.workers.values() if not w.retired]
         if self.snapshot_waiting is not None:
             return False
-        if self.preempt_signal:
-            return self.checkpoint is not None and self.snapshot_reason is None and all(w.settled for w in active)
+        active = [w for w in self.workers.values() if not w.retired]
+        if self.preempt_signal and not self.aborting:
+            return self.final_cut_taken and all(w.settled for w in active)
         if not all(w.idle for w in active):
             return False
         if self.aborting:
@@ -223,28 +303,34 @@ class Master:
         return self.finished == self.created and not self.pool
 
     # -- serving work ----------------------------------------------------------------
-    def _serve_all(self, out) -> None:
-        for w in self.workers.values():
-            if w.retired or w.state == State.BUSY:
-                continue
-            self._serve(w, out)
+    def _serve_wanting(self, out) -> None:
+        for rank in sorted(self._wanting):  # sorted: the same decisions on every run
+            w = self.workers[rank]
+            if w.settled and w.state in State.WANTING and not w.retired:
+                self._serve(w, out)
 
-    def _serve(self, w, out) -> None:
+    def _serve(self, w: WorkerView, out) -> None:
         """Answer a LOW/IDLE worker from the pool, else by brokering a steal."""
-        if not w.settled:
-            return  # work is already on its way to it
         if self.pool:
             k = self.policy.chunk(len(self.pool), self._share(w), self._mean_task_s())
-            out.append(self._give(w, self.pool.take_front(k)))
+            if k > 0:
+                out.append(self._give(w, self.pool.take_front(k)))
+                self._note("chunk", worker=w.rank, tasks=k, pool_left=len(self.pool),
+                           asked="idle" if w.state == State.IDLE else "low")
             return
-        victim = self._pick_victim(w)
+        victim = self.policy.pick_victim(w, self.workers.values())
         if victim is not None:
+            k = self.policy.steal_size(victim.queued)
             w.awaiting_from = victim.rank
-            victim.queued -= victim.queued // 2
+            self._wanting.discard(w.rank)
             self.steals_brokered += 1
-            out.append((victim.rank, Tag.STEAL, w.rank))
+            self._note("steal", thief=w.rank, victim=victim.rank, tasks=k, victim_queued=victim.queued,
+                       victim_work_s=round(victim.queued_work, 6),
+                       asked="idle" if w.state == State.IDLE else "low")
+            victim.queued -= k
+            out.append(SendSteal(victim.rank, w.rank))
 
-    def _share(self, w) -> float:
+    def _share(self, w: WorkerView) -> float:
         """w's fraction of the pool's next hand-outs: capacity times measured speed.
 
         Speed is tasks per busy second as the workers report it, so GPU ranks
@@ -264,28 +350,28 @@ class Master:
             return 0.0
         return sum(w.mean_task_s * w.done for w in self.workers.values()) / done
 
-    def _pick_victim(self, thief):
-        if thief.state == State.IDLE:
-            min_queued, factor = 2, 0.0
-        else:  # LOW: only take from a clearly fuller queue, so neighbours don't trade back and forth
-            min_queued, factor = 4, 2.0
-        best, best_work = None, 0.0
-        for v in self.workers.values():
-            if v is thief or v.retired or v.aborted or v.queued < min_queued:
-                continue
-            work = v.queued_work
-            if work > best_work and work >= factor * thief.queued_work:
-                best, best_work = v, work
-        return best
-
     # -- hung workers ----------------------------------------------------------------
-    def _take_handback(self, w, handback) -> None:
-        """A worker's kernel overran task_timeout: its tasks return to the pool."""
+    def _retire_hung(self, out) -> None:
+        for rank in sorted(self._hung):
+            w = self.workers[rank]
+            others = [v for v in self.workers.values() if v is not w and v.active and not v.hung]
+            if not others:
+                continue  # nobody could take over: wait for the slow one
+            w.retiring = True
+            self._hung.discard(rank)
+            self._wanting.discard(rank)
+            self._note("retire", worker=rank, why="task overran task_timeout")
+            out.append(SendRetire(rank))
+
+    def _take_handback(self, w: WorkerView, handback) -> None:
+        """A retired worker's tasks return to the pool, its finished reduction blocks to the tree."""
         w.retired = True
+        w.retiring = False
         w.queued = 0
         entries, tree_part = handback
         for e in entries:
             self.pool.push(e)
+        self._note("handback", worker=w.rank, tasks=sum(len(e) for e in entries))
         if tree_part is not None and self.tree is not None:
             self._merge_tree(*tree_part)
 
@@ -296,63 +382,54 @@ class Master:
             self.tree.settle()
 
     # -- snapshots -------------------------------------------------------------------
-    def request_snapshot(self) -> list:
-        """Begin a checkpoint round (ignored while one is under way or the call is ending)."""
-        if self.pausing or self.aborting or self.done:
-            return []
-        self.pausing = True
-        self.snapshot_reason = "checkpoint"
-        return self._advance()
-
-    def preempt(self, signum: int) -> list:
-        """A rank got SIGTERM/SIGUSR1: drain, snapshot, stop."""
+    def _preempt(self, signum: int, out) -> None:
         if self.preempt_signal or self.aborting or self.done:
-            return []
+            return
         self.preempt_signal = signum
-        self.pausing = True
-        self.snapshot_reason = "preempt"
-        self.checkpoint = None
-        self.drain_deadline = time.monotonic() + self.preempt_grace_s
-        return [(r, Tag.DRAIN, None) for r, w in self.workers.items() if not w.retired]
+        self._want_round = "preempt"  # after the round under way, if any: the final cut is the latest
+        self.drain_deadline = self.now + self.preempt_grace_s
+        self._note("preempt", signal=signum)
+        out.extend(SendDrain(r) for r, w in self.workers.items() if not w.retired)
 
-    def _maybe_begin_snapshot(self, out, now) -> None:
-        if self.snapshot_waiting is not None or self.snapshot_reason is None:
-            return  # a round is under way, or the preemption's round is done
+    def _maybe_begin_snapshot(self, out) -> None:
+        if self._round is not None or self._want_round is None:
+            return  # a round is under way, or none is wanted
         active = [w for w in self.workers.values() if not w.retired]
         if not all(w.settled for w in active):
             return  # tasks are still moving between ranks
-        if self.snapshot_reason == "preempt":
+        if self._want_round == "preempt":
             drained = all(w.state in (State.DRAINED, State.IDLE) for w in active)
-            timed_out = now is not None and self.drain_deadline is not None and now >= self.drain_deadline
-            if not (drained or timed_out):
+            if not (drained or self.now >= self.drain_deadline):
                 return
+        self._round, self._want_round = self._want_round, None
         self.snapshot_waiting = {w.rank for w in active}
         self._snapshots = []
-        out.extend((w.rank, Tag.SNAPSHOT, None) for w in active)
+        out.extend(SendSnapshot(w.rank) for w in active)
         if not active:
-            self._complete_snapshot()
+            self._complete_snapshot(out)
 
-    def _take_snapshot(self, source, snap) -> None:
+    def _take_snapshot(self, source, snap, out) -> None:
         self.snapshot_waiting.discard(source)
         self._snapshots.append(snap)
         if self.tree is not None and snap.get("tree") is not None:
             self._merge_tree(*snap["tree"])
         if not self.snapshot_waiting:
-            self._complete_snapshot()
+            self._complete_snapshot(out)
 
-    def _complete_snapshot(self) -> None:
+    def _complete_snapshot(self, out) -> None:
         pending = self.pool.entries()
         for snap in self._snapshots:
             pending.extend(snap["pending"])
-        self.checkpoint = self._cut(pending)
+        reason = self._round
+        out.append(CutReady(self._cut(pending), reason))
         for results, failed in self._post_cut:
             self._absorb(results, failed)
         self._post_cut = []
         self._snapshots = []
         self.snapshot_waiting = None
-        self.snapshot_reason = None
-        if not self.preempt_signal:
-            self.pausing = False
+        self._round = None
+        if reason == "preempt":
+            self.final_cut_taken = True
 
     def _cut(self, pending) -> CallState:
         state = CallState(index=-1, identity="", kind="map" if self.mode == "map" else "map_reduce",
@@ -373,6 +450,57 @@ class Master:
             state.spawned_results = list(self.spawned_results)
         return state
 
+    def cut_now(self, pending) -> CallState:
+        """The cut of a call whose workers are all in this process and stopped (``pending``: their queues)."""
+        return self._cut(self.pool.entries() + list(pending))
+
+    # -- observability ---------------------------------------------------------------
+    def _note(self, kind: str, **details) -> None:
+        """Log a scheduling decision: what was decided, for whom, and why (``hpcmicro report`` shows them)."""
+        self.decisions.append((round(self.now, 6), kind, details))
+        self.decision_counts[kind] = self.decision_counts.get(kind, 0) + 1
+
+    def _sample(self) -> None:
+        now = self.now
+        if self._next_sample is not None and now < self._next_sample:
+            return
+        self._next_sample = now + SAMPLE_INTERVAL_S
+        samples = self.queue_samples
+        if len(samples) >= MAX_SAMPLES:
+            del samples[1::2]  # keep the whole run at half the resolution
+        samples.append((round(now, 4), len(self.pool), sum(w.queued for w in self.workers.values())))
+
+    # -- invariants ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise AssertionError if the master's books are inconsistent (tests call it after every event)."""
+        assert self.created >= self.finished >= 0, (self.created, self.finished)
+        assert len(self.pool) == sum(len(e) for e in self.pool.entries()), "pool count drifted"
+        if self.pool.entries():
+            keys = [e.key for e in self.pool.entries()]
+            assert keys == sorted(keys), "pool out of order"
+        for w in self.workers.values():
+            assert 0 <= w.seq_seen <= w.sent_seq, w
+            assert w.awaiting_from != w.rank, w
+            assert not (w.retired and w.retiring), w
+            assert not (w.rank in self._hung and (w.retired or w.retiring)), w
+        if self.snapshot_waiting is not None:
+            assert self._round is not None and self.snapshot_waiting <= set(self.workers)
+        if self.aborting:
+            assert not self.pool and self._round is None
+        if self.done:
+            assert self.stop is not None
+            if self.stop.kind == "ok":
+                assert self.created == self.finished and not self.pool
+        if self.tree is not None:
+            _validate_tree(self.tree)
+
+
+def _validate_tree(tree: PartialTree) -> None:
+    for (node, level, index) in tree.blocks:
+        assert level >= 0 and index >= 0, (node, level, index)
+        sibling = (node, level, index ^ 1)
+        assert sibling not in tree.blocks, f"combine tree: sibling blocks {node, level, index} not merged"
+
 
 def _pending_entries(state: CallState, payload_runs) -> list:
     """Queue entries for the pending tasks of a checkpointed call."""
@@ -380,73 +508,3 @@ def _pending_entries(state: CallState, payload_runs) -> list:
     entries = [RootRun(a, b, p, payloads, 0 if payloads is not None else None) for a, b, p in state.pending_roots]
     entries.extend(Spawned(tuple(i), payload, p) for i, payload, p in state.pending_spawned)
     return entries
-
-
-SAMPLE_INTERVAL_S = 0.1  # queue lengths over time, for the stats
-MAX_SAMPLES = 2000
-
-
-def _sample(master, t) -> None:
-    samples = master.queue_samples
-    if len(samples) >= MAX_SAMPLES:
-        del samples[1::2]  # keep the whole run at half the resolution
-    samples.append((round(t, 4), len(master.pool), sum(w.queued for w in master.workers.values())))
-
-
-def run_master(comm, master: Master, checkpoint_every: float | None = None, on_checkpoint=None,
-               progress=None) -> None:
-    """Drive ``master`` until the call ends: probe with back-off, never spin.
-
-    Every ``checkpoint_every`` seconds it starts a snapshot round and hands
-    each consistent cut to ``on_checkpoint`` (which must not block for long:
-    writing happens in a background thread). ``progress`` (a Progress) is
-    updated as tasks finish.
-    """
-    from mpi4py import MPI
-
-    from ..mpi import signals
-
-    pending = []
-
-    def send_all(msgs):
-        for dest, tag, body in msgs:
-            pending.append(comm.isend(body, dest=dest, tag=tag))
-
-    send_all(master.start())
-    backoff = Backoff()
-    status = MPI.Status()
-    start = time.monotonic()
-    next_checkpoint = start + checkpoint_every if checkpoint_every else None
-    next_sample = start
-    while not master.done:
-        if signals.requested() and not master.preempt_signal:
-            send_all(master.preempt(signals.requested()))
-        now = time.monotonic()
-        if now >= next_sample:
-            _sample(master, now - start)
-            next_sample = now + SAMPLE_INTERVAL_S
-            if progress is not None:
-                progress.update(master.finished, master.created, now)
-        msg = comm.improbe(source=MPI.ANY_SOURCE, tag=Tag.REPORT, status=status)
-        if msg is None:
-            now = time.monotonic()
-            if next_checkpoint is not None and now >= next_checkpoint:
-                send_all(master.request_snapshot())
-                next_checkpoint = now + checkpoint_every
-            send_all(master.tick(now))
-            if master.checkpoint is not None and on_checkpoint is not None and not master.preempt_signal:
-                on_checkpoint(master.checkpoint)
-                master.checkpoint = None
-            if not master.done:
-                backoff.sleep()
-            continue
-        backoff.reset()
-        body = msg.recv()
-        master.bytes_from[status.source] = master.bytes_from.get(status.source, 0) + status.Get_count(MPI.BYTE)
-        send_all(master.handle(status.source, Tag.REPORT, body))
-        if len(pending) > 256 and MPI.Request.Testall(pending):
-            pending.clear()
-    MPI.Request.Waitall(pending)
-    _sample(master, time.monotonic() - start)
-    if progress is not None:
-        progress.finish(master.finished, master.created)

@@ -1,4 +1,16 @@
-"""Scheduling policies: how much work each worker gets, and when.
+"""Scheduling policies: who gets how much work, and who steals from whom.
+
+A policy is a complete plugin: the master and the workers ask it every
+scheduling question through these hooks, and branch on nothing else.
+
+- ``seed(pool, capacities)``: the first hand-out, one list of entries per worker.
+- ``chunk(pool, share, mean_task_s)``: how many tasks of the master's pool a
+  worker that asks (LOW/IDLE) gets; ``share`` is its fraction of the workers'
+  measured speed.
+- ``pick_victim(thief, views)``: whom an asking worker steals from once the
+  pool is empty (None: nobody).
+- ``steal_size(queued)``: how many of its queued tasks a victim gives.
+- ``wants_more(queued, mean_task_s)``: whether a busy worker asks for more now.
 
 Cost model ("steal"). A message costs a few microseconds on a node and tens
 across nodes, a task costs whatever the kernel costs. So:
@@ -7,24 +19,28 @@ across nodes, a task costs whatever the kernel costs. So:
   self-scheduling would hand out first, and it costs one message per worker.
 - Hand out the rest on request in chunks of ceil(pool * share / 2) (guided
   self-scheduling: few messages while the pool is large, small chunks near the
-  end), capped at ``batch_seconds`` of measured work (at least 2 tasks) so that the last chunks
-  bound the imbalance at the end of a call.
-- A worker asks before it runs dry (less than ``low_water_seconds`` of queued work, or fewer than 2 tasks
-  left), so a round trip never leaves it idle.
+  end), capped at ``batch_seconds`` of measured work (at least 2 tasks) so that
+  the last chunks bound the imbalance at the end of a call.
+- A worker asks before it runs dry (less than ``low_water_seconds`` of queued
+  work, or fewer than 2 tasks left), so a round trip never leaves it idle.
 - Once the pool is empty, an idle worker steals half of the queue of the worker
-  with most queued work (by tasks times mean task time), brokered by the master
+  with most queued work (tasks times mean task time), brokered by the master
   that sees every queue length.
 Task boundaries never move; only the number of tasks per message adapts.
 
-"static": contiguous shares of all root tasks up front, proportional to
-capacity; no balancing; spawned tasks stay where they were spawned. The
-baseline that benchmarks compare against.
+"static": contiguous shares of all root tasks up front, in task-id order
+whatever the priorities, proportional to capacity; no balancing; spawned tasks
+stay where they were spawned. The baseline that benchmarks compare against.
+Only work handed back by a worker whose task overran ``task_timeout`` goes
+round again (in equal shares to the workers that ask), since otherwise it would
+never run.
 """
 
 from __future__ import annotations
 
 import math
 
+from ..constants import POLICY_NAMES
 from ..errors import InvalidCall
 
 __all__ = ["Policy", "StaticPolicy", "StealPolicy", "get_policy", "proportional_split"]
@@ -42,31 +58,62 @@ def proportional_split(total: int, weights) -> list[int]:
     return parts
 
 
-class Policy:
-    name = "?"
-    balances = False  # hand out work after the seed and broker steals
-    low_water_seconds = 0.0
+def split_in_order(entries, counts) -> list[list]:
+    """Cut a list of entries (in the order given) into consecutive pieces of ``counts`` tasks."""
+    out, i = [], 0
+    entries = list(entries)
+    for k in counts:
+        piece = []
+        while k > 0 and i < len(entries):
+            e = entries[i]
+            if len(e) <= k:
+                piece.append(e)
+                k -= len(e)
+                i += 1
+            else:
+                piece.append(e.split_front(k))
+                k = 0
+        out.append(piece)
+    return out
 
-    def seed_counts(self, n_tasks: int, capacities) -> list[int]:
+
+class Policy:
+    """The hooks; see the module docstring. Views are the master's ``WorkerView`` objects."""
+
+    name = "?"
+
+    def seed(self, pool, capacities) -> list[list]:
         raise NotImplementedError
 
     def chunk(self, pool: int, share: float, mean_task_s: float) -> int:
+        raise NotImplementedError
+
+    def pick_victim(self, thief, views):
+        return None
+
+    def steal_size(self, queued: int) -> int:
         return 0
 
     def wants_more(self, queued: int, mean_task_s: float) -> bool:
         return False
 
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
 
 class StaticPolicy(Policy):
     name = "static"
 
-    def seed_counts(self, n_tasks, capacities):
-        return proportional_split(n_tasks, capacities)
+    def seed(self, pool, capacities):
+        entries = sorted(pool.take_all(), key=lambda e: e.key[1])  # id order, whatever the priorities
+        return split_in_order(entries, proportional_split(sum(len(e) for e in entries), capacities))
+
+    def chunk(self, pool, share, mean_task_s):
+        return max(1, min(pool, math.ceil(pool * share)))  # only handed-back work is ever in the pool
 
 
 class StealPolicy(Policy):
     name = "steal"
-    balances = True
     seed_fraction = 0.5
     # A chunk carries at most this much measured work (but at least
     # MIN_CHUNK tasks): it bounds the imbalance the last chunks can leave, and
@@ -78,9 +125,15 @@ class StealPolicy(Policy):
     # cores and the master waits for a time slice (milliseconds, not microseconds).
     low_water_seconds = 0.01
     LOW_WATER_TASKS = 2
+    # A LOW (not yet idle) thief only takes from a queue with this many times its
+    # own queued work and at least this many tasks, so neighbours don't trade back and forth.
+    LOW_THIEF_FACTOR = 2.0
+    LOW_THIEF_MIN_QUEUED = 4
+    IDLE_THIEF_MIN_QUEUED = 2
 
-    def seed_counts(self, n_tasks, capacities):
-        return proportional_split(math.ceil(n_tasks * self.seed_fraction), capacities)
+    def seed(self, pool, capacities):
+        counts = proportional_split(math.ceil(len(pool) * self.seed_fraction), capacities)
+        return [pool.take_front(k) if k else [] for k in counts]
 
     def chunk(self, pool, share, mean_task_s):
         k = math.ceil(pool * share / 2)
@@ -88,12 +141,32 @@ class StealPolicy(Policy):
             k = min(k, max(self.MIN_CHUNK, int(self.batch_seconds / mean_task_s)))
         return max(1, min(k, pool))
 
+    def pick_victim(self, thief, views):
+        from .events import State
+
+        if thief.state == State.IDLE:
+            min_queued, factor = self.IDLE_THIEF_MIN_QUEUED, 0.0
+        else:
+            min_queued, factor = self.LOW_THIEF_MIN_QUEUED, self.LOW_THIEF_FACTOR
+        best, best_work = None, 0.0
+        floor = factor * thief.queued_work
+        for v in views:
+            if v is thief or not v.active or v.queued < min_queued:
+                continue
+            work = v.queued_work
+            if work > best_work and work >= floor:
+                best, best_work = v, work
+        return best
+
+    def steal_size(self, queued: int) -> int:
+        return queued // 2  # the victim keeps the (smaller) front half it is about to run
+
     def wants_more(self, queued: int, mean_task_s: float) -> bool:
-        """Whether a worker with ``queued`` tasks waiting should ask for more now."""
         return queued < self.LOW_WATER_TASKS or queued * mean_task_s < self.low_water_seconds
 
 
 POLICIES = {"static": StaticPolicy, "steal": StealPolicy}
+assert tuple(sorted(POLICIES)) == tuple(sorted(POLICY_NAMES))
 
 
 def get_policy(policy) -> Policy:

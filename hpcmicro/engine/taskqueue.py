@@ -113,6 +113,12 @@ class TaskQueue:
         out.reverse()
         return out
 
+    def take_all(self) -> list:
+        """Remove and return every entry, front first."""
+        out = self.entries()
+        self.clear()
+        return out
+
     def clear(self) -> int:
         n = self._count
         self._entries.clear()

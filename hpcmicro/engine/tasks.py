@@ -172,9 +172,9 @@ class RootRun:
         return head
 
     def packed(self) -> "RootRun":
-        """A copy carrying only its own payloads, for sending."""
+        """A detached copy carrying only its own payloads, for sending (the sender may go on cutting itself)."""
         if self.payloads is None:
-            return self
+            return RootRun(self.start, self.stop, self.priority)
         lo = self.start - self.first
         return RootRun(self.start, self.stop, self.priority, self.payloads[lo : lo + len(self)])
 

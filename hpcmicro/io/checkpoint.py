@@ -23,11 +23,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from ..engine.cut import CallState
 from ..errors import HpcmicroError
 
 __all__ = ["CheckpointError", "CallState", "write_checkpoint", "read_checkpoint", "job_identity", "FORMAT"]
@@ -38,32 +37,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(HpcmicroError):
     """A checkpoint file cannot be used: names the file and the problem."""
-
-
-@dataclass
-class CallState:
-    """Where one call of a Runtime stands."""
-
-    index: int
-    identity: str  # job_identity() of the call
-    kind: str  # "map" or "map_reduce"
-    n_roots: int
-    complete: bool = False
-    result: Any = None  # the call's value once complete
-    created: int = 0  # tasks created so far (roots + spawned)
-    finished: int = 0  # tasks finished so far
-    # map: finished results
-    root_segments: list = field(default_factory=list)  # [[start, [values...]], ...]
-    spawned_results: list = field(default_factory=list)  # [(task_id, value), ...]
-    # map_reduce: completed blocks of the combine tree
-    blocks: dict = field(default_factory=dict)  # {(node, level, index): value}
-    lengths: dict = field(default_factory=dict)  # {node: slot count}
-    # still to run
-    pending_roots: list = field(default_factory=list)  # [(start, stop, priority), ...]
-    pending_spawned: list = field(default_factory=list)  # [(task_id, payload, priority), ...]
-    failed: list = field(default_factory=list)  # [(task_id, traceback text), ...] (on_error="skip")
-
-    _PICKLED = ("result", "root_segments", "spawned_results", "blocks", "lengths", "pending_spawned", "failed")
 
 
 def job_identity(kind: str, kernel: str, tasks_digest: str, op: str | None, settings: dict | None = None) -> str:

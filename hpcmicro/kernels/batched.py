@@ -24,20 +24,13 @@ Nothing here imports MPI or cupy.
 from __future__ import annotations
 
 import functools
-import hashlib
-import re
 
 import numpy
 
+from ..engine.executor import batch_form  # noqa: F401  (part of this module's API)
+from ..identity import describe_callable as _describe  # one implementation, shared with the runtime
+
 __all__ = ["Batched", "batch_form", "current_xp", "current_rank", "to_host"]
-
-
-def _describe(fn) -> str:
-    """A name for ``fn`` that is the same on every rank (no addresses)."""
-    if isinstance(fn, functools.partial):
-        text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr((fn.args, sorted(fn.keywords.items()))))
-        return f"partial({_describe(fn.func)}, args#{hashlib.sha256(text.encode()).hexdigest()[:16]})"
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
 class Batched:
@@ -76,18 +69,6 @@ class Batched:
         return self.__qualname__
 
 
-def batch_form(kernel):
-    """The batched form of ``kernel`` (a callable taking a list), or None."""
-    fn = getattr(kernel, "batch", None)
-    if callable(fn):
-        return fn
-    if isinstance(kernel, functools.partial):
-        fn = getattr(kernel.func, "batch", None)
-        if callable(fn):
-            return functools.partial(fn, *kernel.args, **kernel.keywords)
-    return None
-
-
 def current_xp():
     """The running task's array module (``hm.context().xp``), numpy outside a runtime."""
     from hpcmicro import context
@@ -99,11 +80,11 @@ def current_xp():
 
 
 def current_rank() -> int:
-    """The running task's rank, 0 outside a runtime."""
+    """The running task's worker id (its MPI rank; 1..N for a one-rank run's workers), 0 outside a runtime."""
     from hpcmicro import context
 
     try:
-        return context().rank
+        return context().worker
     except RuntimeError:
         return 0
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy
 
+from ..engine.arrays import is_device_array, is_out_of_memory, to_host  # noqa: F401  (re-exported)
 from ..errors import InvalidCall
 
 __all__ = ["Backend", "select_backend", "DEVICES", "to_host", "is_device_array", "gpu_aware_mpi"]
@@ -104,23 +105,6 @@ def set_memory_limit(cupy, limit) -> None:
         pool.set_limit(fraction=limit)
     else:
         pool.set_limit(size=int(limit))
-
-
-def is_device_array(x) -> bool:
-    return hasattr(x, "__cuda_array_interface__")
-
-
-def to_host(x):
-    """A NumPy copy of a device array; anything else as it is."""
-    if is_device_array(x):
-        return x.get()
-    return x
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CuPy's out-of-memory error (or CUDA's), recognized without importing CuPy."""
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or ("CUDA" in name and "out of memory" in str(exc).lower())
 
 
 def gpu_aware_mpi() -> bool:

@@ -21,6 +21,7 @@ class CallStats:
     restored: bool = False  # the call had completed before a restart; its result came from the checkpoint
     task_time: dict = field(default_factory=dict)  # count, mean, p50, p95, max of task durations (s)
     queue_samples: list = field(default_factory=list)  # (s since start, master pool, queued at workers)
+    decisions: dict = field(default_factory=dict)  # the master's scheduling decisions: {"counts", "latest"}
 
     @classmethod
     def build(cls, kind, policy, ranks, master_info, worker_dicts, summaries, master_bytes_from):
@@ -67,6 +68,7 @@ class CallStats:
             "workers": self.workers, "failed": [[list(t), tb] for t, tb in self.failed],
             "restored": self.restored, "task_time": self.task_time,
             "master_messages_per_s": self.master_messages_per_s, "queue_samples": self.queue_samples,
+            "decisions": self.decisions,
         }
 
     def __str__(self):

@@ -436,7 +436,8 @@ def one_rank_report(tmp_path_factory):
 
 def test_job_in_plain_python(one_rank_report):
     path, report = one_rank_report
-    assert report["size"] == 1 and report["parts"] == ["out.h5.parts/part-00000.h5"]
+    # One worker (id 1, as if it were rank 1 of a job whose rank 0 is the master) wrote one part.
+    assert report["size"] == 1 and report["parts"] == ["out.h5.parts/part-00001.h5"]
     _check_job(path, report)
 
 

@@ -1,18 +1,44 @@
-"""The master's scheduling logic, fed messages by hand (no MPI)."""
+"""The master's protocol machine, fed events by hand (no MPI, no threads, no clock)."""
 
+from hpcmicro.engine.events import (
+    CheckpointDue, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal, SendStop,
+    SendTasks, Start, State, Tick, WorkerReport,
+)
 from hpcmicro.engine.master import Master
 from hpcmicro.engine.policies import StaticPolicy, StealPolicy, proportional_split
-from hpcmicro.engine.events import Report, State, Tag
 from hpcmicro.engine.tasks import RootRun
 
 
-def report(state, seq, done=0, spawned=0, queued=0, mean=0.001, acks=(), aborted=False, error=None):
-    return Report(state, seq, done, spawned, queued, mean, None, tuple(acks), aborted, error)
+def report(state, seq, done=0, spawned=0, queued=0, mean=0.001, acks=(), aborted=False, error=None, **kw):
+    return Report(state, seq, done, spawned, queued, mean, None, tuple(acks), aborted, error, **kw)
 
 
-def tasks_sent(msgs, dest=None):
-    return sum(len(e) for d, t, (seq, entries) in [m for m in msgs if m[1] == Tag.TASKS] for e in entries
-               if dest is None or d == dest)
+class Driven:
+    """A master plus the time; every event is followed by validate()."""
+
+    def __init__(self, *args, **kwargs):
+        self.m = Master(*args, **kwargs)
+        self.now = 0.0
+
+    def start(self):
+        return self._do(Start(self.now))
+
+    def report(self, source, rep):
+        self.now += 0.001
+        return self._do(WorkerReport(source, rep, self.now))
+
+    def _do(self, event):
+        out = self.m.handle(event)
+        self.m.validate()
+        return out
+
+    def tick(self, dt=0.001):
+        self.now += dt
+        return self._do(Tick(self.now))
+
+
+def tasks_sent(out, dest=None):
+    return sum(i.n_tasks for i in out if isinstance(i, SendTasks) and (dest is None or i.dest == dest))
 
 
 def test_proportional_split_is_exact():
@@ -22,69 +48,138 @@ def test_proportional_split_is_exact():
 
 
 def test_static_seeds_everything_in_contiguous_shares_and_never_balances():
-    m = Master([RootRun(0, 10)], StaticPolicy(), [1, 2], [1.0, 1.0], "map")
-    out = m.start()
-    assert [(d, [(e.start, e.stop) for e in body[1]]) for d, t, body in out] == [(1, [(0, 5)]), (2, [(5, 10)])]
-    out = m.handle(1, Tag.REPORT, report(State.IDLE, 1, done=5))
-    assert out == []  # no stealing from worker 2
-    out = m.handle(2, Tag.REPORT, report(State.IDLE, 1, done=5))
-    assert [t for _, t, _ in out] == [Tag.STOP, Tag.STOP] and m.done
+    d = Driven([RootRun(0, 10)], StaticPolicy(), [1, 2], [1.0, 1.0], "map")
+    out = d.start()
+    assert [(i.dest, [(e.start, e.stop) for e in i.entries]) for i in out] == [(1, [(0, 5)]), (2, [(5, 10)])]
+    assert d.report(1, report(State.IDLE, 1, done=5)) == []  # no stealing from worker 2
+    out = d.report(2, report(State.IDLE, 1, done=5))
+    assert [type(i) for i in out] == [SendStop, SendStop] and d.m.done
+
+
+def test_static_seeds_in_id_order_whatever_the_priorities():
+    runs = [RootRun(0, 4, 0), RootRun(4, 6, 5), RootRun(6, 10, 0)]
+    d = Driven(runs, StaticPolicy(), [1, 2], [1.0, 1.0], "map")
+    out = d.start()
+    assert [[(e.start, e.stop, e.priority) for e in i.entries] for i in out] == \
+        [[(0, 4, 0), (4, 5, 5)], [(5, 6, 5), (6, 10, 0)]]
 
 
 def test_steal_seeds_half_then_hands_out_guided_chunks():
-    m = Master([RootRun(0, 100)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
-    out = m.start()
-    assert tasks_sent(out) == 50 and len(m.pool) == 50
-    out = m.handle(1, Tag.REPORT, report(State.LOW, 1, done=20, queued=1, mean=1e-3))
+    d = Driven([RootRun(0, 100)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
+    out = d.start()
+    assert tasks_sent(out) == 50 and len(d.m.pool) == 50
+    out = d.report(1, report(State.LOW, 1, done=20, queued=1, mean=1e-3))
     assert tasks_sent(out, 1) == 13  # min(ceil(50 * 0.5 / 2) = 13, 20 ms / 1 ms = 20)
-    out = m.handle(2, Tag.REPORT, report(State.LOW, 1, done=20, queued=1, mean=4e-3))
+    out = d.report(2, report(State.LOW, 1, done=20, queued=1, mean=4e-3))
     # Worker 2 is 4x slower: share 0.2, so min(ceil(37 * 0.2 / 2) = 4, 20 ms / mean 2.5 ms = 8)
     assert tasks_sent(out, 2) == 4
 
 
 def test_capacity_weights_shape_the_seed():
-    m = Master([RootRun(0, 100)], StealPolicy(), [1, 2], [3.0, 1.0], "map")
-    out = m.start()
+    d = Driven([RootRun(0, 100)], StealPolicy(), [1, 2], [3.0, 1.0], "map")
+    out = d.start()
     assert tasks_sent(out, 1) == 38 and tasks_sent(out, 2) == 12
 
 
 def test_idle_worker_gets_a_brokered_steal_and_termination_waits_for_the_ack():
-    m = Master([RootRun(0, 4)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
-    m.start()  # 1 task each, 2 in the pool
-    m.handle(1, Tag.REPORT, report(State.LOW, 1, queued=0))
-    m.handle(2, Tag.REPORT, report(State.LOW, 1, queued=0))
-    assert len(m.pool) == 0
+    d = Driven([RootRun(0, 4)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
+    d.start()  # 1 task each, 2 in the pool
+    d.report(1, report(State.LOW, 1, queued=0))
+    d.report(2, report(State.LOW, 1, queued=0))
+    assert len(d.m.pool) == 0
     # Worker 1 finished everything; worker 2 reports a big queue.
-    out = m.handle(2, Tag.REPORT, report(State.BUSY, 2, done=1, queued=5, mean=0.1))
-    out = m.handle(1, Tag.REPORT, report(State.IDLE, 2, done=2))
-    assert out == [(2, Tag.STEAL, 1)]
-    assert m.workers[1].awaiting_from == 2
+    d.report(2, report(State.BUSY, 2, done=1, queued=5, mean=0.1))
+    out = d.report(1, report(State.IDLE, 2, done=2))
+    assert out == [SendSteal(2, 1)]
+    assert d.m.workers[1].awaiting_from == 2
+    kind, details = d.m.decisions[-1][1:]
+    assert kind == "steal" and details["thief"] == 1 and details["victim"] == 2 and details["tasks"] == 2
     # Worker 2 turns out to have run everything; the (empty) steal answer is acknowledged.
-    out = m.handle(2, Tag.REPORT, report(State.IDLE, 2, done=1))
-    assert not m.done  # worker 1's steal answer is still in flight
-    out = m.handle(1, Tag.REPORT, report(State.IDLE, 2, acks=[2]))
-    assert m.done and m.finished == m.created == 4
+    d.report(2, report(State.IDLE, 2, done=1))
+    assert not d.m.done  # worker 1's steal answer is still in flight
+    d.report(1, report(State.IDLE, 2, acks=[2]))
+    assert d.m.done and d.m.finished == d.m.created == 4
 
 
 def test_spawned_tasks_delay_termination_until_reported_done():
-    m = Master([RootRun(0, 1)], StealPolicy(), [1], [1.0], "reduce")
-    m.start()
-    m.handle(1, Tag.REPORT, report(State.BUSY, 1, done=1, spawned=3, queued=3))
-    assert not m.done and m.created == 4
-    m.handle(1, Tag.REPORT, report(State.IDLE, 1, done=3))
-    assert m.done
+    d = Driven([RootRun(0, 1)], StealPolicy(), [1], [1.0], "reduce", op=lambda a, b: a + b, n_roots=1)
+    d.start()
+    d.report(1, report(State.BUSY, 1, done=1, spawned=3, queued=3))
+    assert not d.m.done and d.m.created == 4
+    d.report(1, report(State.IDLE, 1, done=3))
+    assert d.m.done
+
+
+ERR = {"task_id": (3,), "payload_repr": "3", "rank": 1, "host": "h", "remote_traceback": "tb", "exc_type": "ValueError"}
 
 
 def test_error_aborts_everyone_and_stops_once_all_acknowledged():
-    m = Master([RootRun(0, 10)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
-    m.start()
-    err = {"task_id": (3,), "payload_repr": "3", "rank": 1, "host": "h", "remote_traceback": "tb",
-           "exc_type": "ValueError"}
-    out = m.handle(1, Tag.REPORT, report(State.IDLE, 1, done=2, aborted=True, error=err))
-    assert sorted((d, t) for d, t, _ in out) == [(1, Tag.ABORT), (2, Tag.ABORT)]
-    assert len(m.pool) == 0
-    assert not m.done  # worker 2 may still be running tasks
-    out = m.handle(2, Tag.REPORT, report(State.BUSY, 1, done=3, queued=2))
-    assert not m.done and not [t for _, t, _ in out if t == Tag.TASKS]  # nothing new while aborting
-    out = m.handle(2, Tag.REPORT, report(State.IDLE, 1, aborted=True))
-    assert m.done and all(body == ("error", err) for _, t, body in out if t == Tag.STOP)
+    d = Driven([RootRun(0, 10)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
+    d.start()
+    out = d.report(1, report(State.IDLE, 1, done=2, aborted=True, error=ERR))
+    assert sorted(out, key=lambda i: i.dest) == [SendAbort(1), SendAbort(2)]
+    assert len(d.m.pool) == 0
+    assert not d.m.done  # worker 2 may still be running tasks
+    out = d.report(2, report(State.BUSY, 1, done=3, queued=2))
+    assert not d.m.done and not tasks_sent(out)  # nothing new while aborting
+    out = d.report(2, report(State.IDLE, 1, aborted=True))
+    assert d.m.done and all(i.stop == ("error", ERR) for i in out if isinstance(i, SendStop))
+
+
+def test_error_during_a_checkpoint_round_still_ends_the_call():
+    # The round's snapshots will never all come; the abort must not wait for them.
+    d = Driven([RootRun(0, 10)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
+    d.start()
+    d.report(1, report(State.BUSY, 1, queued=5))
+    d.report(2, report(State.BUSY, 1, queued=5))
+    out = d.m.handle(CheckpointDue(d.now))
+    assert sorted(i.dest for i in out if isinstance(i, SendSnapshot)) == [1, 2]
+    d.report(1, report(State.IDLE, 1, done=1, aborted=True, error=ERR))
+    d.report(2, report(State.IDLE, 1, aborted=True))
+    assert d.m.done and d.m.stop.kind == "error"
+
+
+def test_preemption_during_a_checkpoint_round_takes_a_newer_cut():
+    d = Driven([RootRun(0, 10)], StealPolicy(), [1], [1.0], "map")
+    d.start()
+    d.report(1, report(State.BUSY, 1, queued=5))
+    out = d.m.handle(CheckpointDue(d.now))
+    assert out == [SendSnapshot(1)]
+    out = d.m.handle(Preempt(15, d.now))
+    assert out == [SendDrain(1)]
+    # The checkpoint round's snapshot: the worker holds tasks [0, 5) (the pool [5, 10)), 2 are done.
+    out = d.report(1, report(State.BUSY, 1, done=2, queued=3, snapshot={"pending": [RootRun(2, 5)], "tree": None}))
+    first = [i for i in out if isinstance(i, CutReady)]
+    assert [c.reason for c in first] == ["checkpoint"] and not d.m.done
+    assert first[0].state.pending_roots == [(2, 5, 0), (5, 10, 0)]
+    # Drained after 1 more: a second round, and the final cut holds it.
+    out = d.report(1, report(State.DRAINED, 1, done=1, queued=2))
+    assert out == [SendSnapshot(1)]
+    out = d.report(1, report(State.DRAINED, 1, queued=2, snapshot={"pending": [RootRun(3, 5)], "tree": None}))
+    final = [i for i in out if isinstance(i, CutReady)]
+    assert [c.reason for c in final] == ["preempt"]
+    assert final[0].state.pending_roots == [(3, 5, 0), (5, 10, 0)]
+    assert d.m.done and d.m.stop.kind == "preempted"
+
+
+def test_a_hung_worker_is_retired_only_when_another_can_take_over():
+    d = Driven([RootRun(0, 10)], StaticPolicy(), [1, 2], [1.0, 1.0], "map")
+    d.start()
+    out = d.report(1, report(State.BUSY, 1, queued=4, hung=True))
+    assert out == [SendRetire(1)]
+    # Its hand-back returns to the pool, and the static policy hands it to the idle worker.
+    d.report(2, report(State.IDLE, 1, done=5))
+    out = d.report(1, report(State.RETIRED, 1, handback=([RootRun(0, 5)], None)))
+    assert tasks_sent(out, 2) == 5 and d.m.workers[1].retired
+    d.report(2, report(State.IDLE, 2, done=5))
+    assert d.m.done and d.m.finished == 10
+
+
+def test_a_hung_worker_alone_is_waited_for():
+    d = Driven([RootRun(0, 4)], StealPolicy(), [1], [1.0], "map")
+    d.start()
+    out = d.report(1, report(State.BUSY, 1, queued=1, hung=True))
+    assert out == [] and d.m.workers[1].hung
+    assert d.tick(5.0) == []
+    d.report(1, report(State.LOW, 1, done=2, queued=0))  # the slow task returned
+    assert not d.m.workers[1].hung

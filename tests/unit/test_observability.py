@@ -61,8 +61,8 @@ def test_trace_and_stats_in_process(tmp_path):
         rt.map(time.sleep, [1e-4] * 50)  # slow enough for an event each
         assert rt.stats.task_time["count"] == 50
     trace = load_trace(path)
-    assert list(trace) == [0] and trace[0][0].size == 50
-    starts, durs = trace[0]
+    assert list(trace) == [1] and trace[1][0].size == 50  # one lane: the one worker (id 1; rank 0 is the master)
+    starts, durs = trace[1]
     assert (np.diff(starts) >= durs[:-1] - 1e-6).all()  # back to back, never overlapping
     t, u = utilization_over_time(trace, bins=10)
     assert t.size == 10 and (u >= 0).all() and (u <= 1.0 + 1e-9).all()

@@ -1,0 +1,118 @@
+"""What one call runs, and the pieces both ways of running it share (MPI ranks, or threads).
+
+``CallSpec`` is what the Runtime decided before anything ran; ``Outcome`` is
+what a run gives back: the statistics, the exception to raise on every caller
+(a TaskError or Preempted) or None, and the full value (on the master).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ..engine.combine import SKIPPED
+from ..engine.executor import Executor
+from ..engine.master import Master
+from ..engine.worker import WorkerProtocol
+from ..errors import TaskError
+from ..observe.stats import CallStats
+
+__all__ = ["CallSpec", "Outcome", "make_master", "make_executor", "make_protocol", "master_summary",
+           "build_stats", "ordered_results", "stop_exception", "reduced_value"]
+
+
+@dataclass
+class CallSpec:
+    """What one call runs, kept for its attempts (a ULFM recovery starts it again)."""
+
+    kind: str  # "map" or "map_reduce"
+    kernel: Any
+    source: Any  # TaskSource (the master only) or None
+    decomposition: Any  # Range/Blocks, or None for a list of payloads
+    op_fn: Any  # the reduction (map_reduce)
+    n_roots: int
+    index: int  # the call's number in this Runtime
+    identity: str  # the checkpoint identity (master only)
+    t0: float  # perf_counter at entry
+    epoch: float = 0.0  # perf_counter when every rank passed the call's agreement: the trace's zero
+
+    @property
+    def mode(self) -> str:
+        return "reduce" if self.kind == "map_reduce" else "map"
+
+
+class Outcome(NamedTuple):
+    stats: CallStats
+    error: BaseException | None  # TaskError or Preempted, raised on every caller
+    value: Any  # the full result, on the master (None elsewhere)
+    timelines: list | None = None  # the workers' trace events (TaskTimes.raw), on the master, when tracing
+
+
+def make_master(spec: CallSpec, options, worker_ranks, capacities, resume=None) -> Master:
+    source = spec.source
+    return Master(source.runs(), options.policy, list(worker_ranks), list(capacities), spec.mode, op=spec.op_fn,
+                  n_roots=spec.n_roots, resume=resume, payload_runs=source.payloads,
+                  preempt_grace_s=options.preempt_grace)
+
+
+def make_executor(spec: CallSpec, options, worker: int, size: int, backend, process_rank=None) -> Executor:
+    """``worker``: the worker's id (its rank); ``size``, ``process_rank``: the MPI job's, for ``hm.context()``."""
+    return Executor(spec.kernel, spec.mode, spec.decomposition, spec.n_roots, spec.op_fn, worker, size, backend.xp,
+                    retries=options.retries, on_error=options.on_error, device=backend.device,
+                    tracing=bool(options.trace), process_rank=process_rank)
+
+
+def make_protocol(executor: Executor, options, master_rank: int = 0) -> WorkerProtocol:
+    return WorkerProtocol(executor, options.policy, master_rank, task_timeout=options.task_timeout)
+
+
+def master_summary(master: Master, spec: CallSpec) -> tuple:
+    """What the master tells every rank about the call for its statistics."""
+    info = (time.perf_counter() - spec.t0, master.created, master.steals_brokered, master.messages,
+            master.failed, master.queue_samples)
+    decisions = {"counts": dict(master.decision_counts), "latest": list(master.decisions)}
+    return info, master.bytes_from, decisions
+
+
+def build_stats(spec: CallSpec, options, ranks: int, summary, worker_dicts, task_summaries) -> CallStats:
+    info, bytes_from, decisions = summary
+    stats = CallStats.build(spec.kind, options.policy.name, ranks, info, worker_dicts, task_summaries, bytes_from)
+    stats.decisions = decisions
+    return stats
+
+
+def stop_exception(stop, preempted) -> BaseException | None:
+    """The exception a call that ended with ``stop`` raises on every caller (``preempted(signum)`` builds one)."""
+    if stop.kind == "error":
+        return TaskError(**stop.info)
+    if stop.kind == "preempted":
+        return preempted(stop.info)
+    return None
+
+
+def reduced_value(value):
+    return None if value is SKIPPED else value
+
+
+def ordered_results(master: Master, n_roots: int) -> list:
+    """Root results and spawned results merged into task-id order; check none is missing."""
+    values = [None] * n_roots
+    filled = 0
+    for start, vals in master.root_segments:
+        values[start : start + len(vals)] = vals
+        filled += len(vals)
+    spawned = master.spawned_results
+    if filled != n_roots:
+        raise RuntimeError(f"internal error: {filled} of {n_roots} root results arrived")
+    if not spawned:
+        return values
+    spawned.sort(key=lambda item: item[0])
+    out, j = [], 0
+    for i in range(n_roots):
+        out.append(values[i])
+        while j < len(spawned) and spawned[j][0][0] == i:
+            out.append(spawned[j][1])
+            j += 1
+    return out
+

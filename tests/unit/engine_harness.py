@@ -1,0 +1,204 @@
+"""A deterministic, single-threaded harness around the engine's pure protocol machines.
+
+A ``Cluster`` holds the real ``Master``, real ``WorkerProtocol`` + ``Executor``
+pairs running real kernels, and the messages in flight between them. Each
+``step()`` picks one thing to happen with a seeded RNG: deliver the oldest
+message of some sender->receiver pair (pairs stay FIFO, as MPI guarantees), let
+a worker's kernel thread take a step, or let time pass on the master. After
+every event it checks the machines' own invariants (``validate()``) and the
+global one: every task is pending or finished exactly once.
+
+No MPI, no threads, no clock: the time is the harness's own counter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from hpcmicro.engine.events import (
+    CheckpointDue, CutReady, Preempt, Report, Start, Tag, TaskRan, Tick, WorkerReport, worker_event,
+)
+from hpcmicro.engine.executor import Executor
+from hpcmicro.engine.master import Master
+from hpcmicro.engine.tasks import RootRun, Spawned, TaskSource
+from hpcmicro.engine.worker import EXIT, RUN, WorkerProtocol
+
+
+def task_ids(entry):
+    if isinstance(entry, RootRun):
+        return [(i,) for i in range(entry.start, entry.stop)]
+    return [entry.id]
+
+
+class Cluster:
+    """Master 0 and workers 1..n, with messages in flight between them."""
+
+    def __init__(self, kernel, tasks, policy, n_workers, mode="map", op=None, seed=0, resume=None,
+                 task_timeout=None, capacities=None, retries=0, on_error="raise"):
+        self.rng = random.Random(seed)
+        self.source = TaskSource(tasks)
+        self.mode = mode
+        self.n_roots = self.source.n
+        ranks = list(range(1, n_workers + 1))
+        self.master = Master(self.source.runs(), policy, ranks, capacities or [1.0] * n_workers, mode, op=op,
+                             n_roots=self.n_roots, resume=resume, payload_runs=self.source.payloads)
+        decomposition = tasks if not isinstance(tasks, list) else None
+        self.executors = {r: Executor(kernel, mode, decomposition, self.n_roots, op, r, n_workers + 1,
+                                      retries=retries, on_error=on_error, retry_backoff_s=0.0) for r in ranks}
+        self.workers = {r: WorkerProtocol(ex, policy, 0, task_timeout) for r, ex in self.executors.items()}
+        self.pairs: dict = {}  # (source, dest) -> deque of (tag, body)
+        self.now = 0.0
+        self.cuts: list = []  # CutReady instructions, in order
+        self.events = 0
+        self.validate_every = 1
+        self._send(0, self.master.handle(Start(0.0)))
+        self.check()
+
+    # -- plumbing --------------------------------------------------------------------
+    def _send(self, source, instructions) -> None:
+        for ins in instructions:
+            if isinstance(ins, CutReady):
+                self.cuts.append(ins)
+                continue
+            self.pairs.setdefault((source, ins.dest), deque()).append((ins.tag, ins.body))
+
+    def in_flight(self) -> int:
+        return sum(len(q) for q in self.pairs.values())
+
+    def deliver_one(self) -> bool:
+        live = [p for p, q in self.pairs.items() if q]
+        if not live:
+            return False
+        source, dest = self.rng.choice(sorted(live))
+        tag, body = self.pairs[(source, dest)].popleft()
+        if dest == 0:
+            assert tag == Tag.REPORT
+            self._send(0, self.master.handle(WorkerReport(source, body, self.now)))
+        else:
+            self._send(dest, self.workers[dest].handle(worker_event(source, tag, body)))
+        return True
+
+    def kernel_step(self, rank) -> bool:
+        """Rank's kernel thread does what its protocol says; False if it only waits."""
+        proto, ex = self.workers[rank], self.executors[rank]
+        step, out = proto.next_step(self.now)
+        self._send(rank, out)
+        if step != RUN:
+            return bool(out)
+        ok = ex.run_one()
+        self._send(rank, proto.handle(TaskRan(ok, self.now)))
+        return True
+
+    # -- driving ---------------------------------------------------------------------
+    def step(self) -> None:
+        self.now += 0.001
+        choice = self.rng.random()
+        if choice < 0.5 and self.deliver_one():
+            pass
+        elif choice < 0.9:
+            rank = self.rng.choice(sorted(self.workers))
+            if not self.kernel_step(rank):
+                self.deliver_one()
+        else:
+            self._send(0, self.master.handle(Tick(self.now)))
+        self.events += 1
+        if self.events % self.validate_every == 0:
+            self.check()
+
+    def checkpoint(self) -> None:
+        self._send(0, self.master.handle(CheckpointDue(self.now)))
+
+    def preempt(self, signum=15) -> None:
+        self._send(0, self.master.handle(Preempt(signum, self.now)))
+
+    def run(self, max_events=200_000, on_event=None) -> None:
+        """Until the master is done and every worker has left its loop."""
+        while not (self.master.done and self.all_exited()):
+            if on_event is not None:
+                on_event(self)
+            self.step()
+            assert self.events < max_events, f"no end after {max_events} events: {self.master.workers}"
+        while self.deliver_one():  # nothing may be left in flight: a stray message would reach the next call
+            raise AssertionError("a message was still in flight after STOP")
+        self.check()
+
+    def all_exited(self) -> bool:
+        return all(p.next_step(self.now)[0] == EXIT for p in self.workers.values())
+
+    # -- checks ----------------------------------------------------------------------
+    def check(self) -> None:
+        self.master.validate()
+        for p in self.workers.values():
+            p.validate()
+        if self.mode == "map" and not self.master.aborting:
+            self.check_exactly_once()
+
+    def check_exactly_once(self) -> None:
+        """Every task id is pending (somewhere) or finished (its result somewhere), exactly once."""
+        pending, finished = [], []
+        for e in self.master.pool.entries():
+            pending += task_ids(e)
+        for start, values in self.master.root_segments:
+            finished += [(start + k,) for k in range(len(values))]
+        finished += [i for i, _ in self.master.spawned_results]
+        for (source, dest), q in self.pairs.items():
+            for tag, body in q:
+                if tag == Tag.TASKS:
+                    for e in body[1]:
+                        pending += task_ids(e)
+                elif tag == Tag.REPORT:
+                    rep: Report = body
+                    if rep.results is not None:
+                        roots, spawned = rep.results
+                        for start, values in roots:
+                            finished += [(start + k,) for k in range(len(values))]
+                        finished += [i for i, _ in spawned]
+                    if rep.handback is not None:
+                        for e in rep.handback[0]:
+                            pending += task_ids(e)
+        for r, ex in self.executors.items():
+            if ex.retired:
+                continue
+            for e in ex.queue.entries():
+                pending += task_ids(e)
+            for start, values in ex.root_segments:
+                finished += [(start + k,) for k in range(len(values))]
+            finished += [i for i, _ in ex.spawned_results]
+        everything = pending + finished
+        assert len(everything) == len(set(everything)), \
+            f"a task is in two places: {sorted(i for i in set(everything) if everything.count(i) > 1)[:5]}"
+        assert set(pending).isdisjoint(finished)
+
+    def result(self):
+        from hpcmicro.driver.call import ordered_results
+        from hpcmicro.engine.combine import merge_parts
+
+        if self.mode == "map":
+            return ordered_results(self.master, self.n_roots)
+        parts = [(self.master.tree.shippable_lengths(), self.master.tree.blocks)]
+        parts += [(ex.tree.shippable_lengths(), ex.tree.blocks) for ex in self.executors.values() if not ex.retired]
+        return merge_parts(self.master.tree.op, self.n_roots, parts)
+
+
+def check_cut(cut_state, n_roots):
+    """A cut partitions the tasks it knows: none is both pending and finished."""
+    pending = []
+    for a, b, _ in cut_state.pending_roots:
+        pending += [(i,) for i in range(a, b)]
+    pending += [tuple(i) for i, _, _ in cut_state.pending_spawned]
+    finished = []
+    for start, values in cut_state.root_segments:
+        finished += [(start + k,) for k in range(len(values))]
+    finished += [tuple(i) for i, _ in cut_state.spawned_results]
+    both = set(pending) & set(finished)
+    assert not both, f"tasks both pending and finished in a cut: {sorted(both)[:5]}"
+    assert len(pending) == len(set(pending)) and len(finished) == len(set(finished))
+    roots = {i for i in pending + finished if len(i) == 1}
+    assert roots == {(i,) for i in range(n_roots)}, "a root task is missing from the cut"
+    return pending, finished
+
+
+def spawned(children_of):
+    """Pending-entry helper for tests: a Spawned for each (id, payload)."""
+    return [Spawned(i, p) for i, p in children_of]
