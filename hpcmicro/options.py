@@ -34,7 +34,8 @@ HELP = {
     "progress": "progress display on rank 0: auto (bar on a terminal, lines in a log), lines, True or False",
     "progress_every": "seconds between progress lines in a batch log",
     "trace": "write a Chrome-trace timeline of every call to this path",
-    "inprocess_workers": "worker threads when the job has one rank (plain python): the same engine in one process",
+    "inprocess_workers": "worker threads when the job has one rank (plain python): the same engine in one process; "
+                         "default: $HPCMICRO_INPROCESS_WORKERS, else 1",
 }
 
 
@@ -56,6 +57,16 @@ def _count(value: Any, name: str, minimum: int) -> int:
     return value
 
 
+def _env_count(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidCall(f"${name} must be an integer, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything a Runtime is configured with; see ``HELP`` for each field."""
@@ -75,7 +86,7 @@ class Options:
     progress: Any = "auto"
     progress_every: float = 30.0
     trace: str | None = None
-    inprocess_workers: int = 1
+    inprocess_workers: int = dataclasses.field(default_factory=lambda: _env_count("HPCMICRO_INPROCESS_WORKERS", 1))
 
     def __post_init__(self) -> None:
         from .engine.policies import get_policy

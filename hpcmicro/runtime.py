@@ -196,13 +196,13 @@ class Runtime:
         index = self._calls
         self._calls += 1
         spec, error, stored, op_name = None, None, None, None
+        kernel_name = describe_callable(kernel)  # digests bound arguments: once per call
         try:
-            spec, op_name, stored = self._prepare(kind, kernel, tasks, op, root, index, t0)
+            spec, op_name, stored = self._prepare(kind, kernel, kernel_name, tasks, op, root, index, t0)
         except (InvalidCall, CheckpointError) as exc:
             error = (type(exc).__name__, str(exc))
             op_name = repr(op)
-        signature = (kind, describe_callable(kernel), op_name, TaskSource.describe(tasks), root,
-                     self.options.policy.name)
+        signature = (kind, kernel_name, op_name, TaskSource.describe(tasks), root, self.options.policy.name)
         wait_for_all(comm)
         n_roots = spec.n_roots if spec is not None else None
         seen = comm.allgather((signature, error, n_roots, stored is not None and stored.complete))
@@ -227,7 +227,7 @@ class Runtime:
             raise exc
         return value
 
-    def _prepare(self, kind, kernel, tasks, op, root, index, t0):
+    def _prepare(self, kind, kernel, kernel_name, tasks, op, root, index, t0):
         """Check this rank's arguments; the master also reads the tasks and finds the call in the checkpoint."""
         comm = self.comm
         if not callable(kernel):
@@ -247,8 +247,8 @@ class Runtime:
             if kind == "map_reduce" and n_roots == 0:
                 raise InvalidCall("map_reduce over no tasks has no value")
             if self.options.checkpoint:
-                require_checkpoint_safe(self.options.checkpoint, kernel=kernel, op=op_fn)
-            identity = job_identity(kind, describe_callable(kernel), tasks_digest, op_name,
+                require_checkpoint_safe(self.options.checkpoint, kernel=kernel, op=op)  # the user's op, unwrapped
+            identity = job_identity(kind, kernel_name, tasks_digest, op_name,
                                     {"on_error": self.options.on_error})
             stored = self._session.stored_call(index, identity)
         elif isinstance(tasks, DECOMPOSITIONS):

@@ -14,15 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hpcmicro.constants import MPICH_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "multirank" / "scenarios.py"
 
-# Oversubscribed MPICH ranks should yield the core while they poll.
-MPI_ENV = {
-    "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true",
-    "MPIR_CVAR_POLLS_BEFORE_YIELD": "1",
-    "PYTHONUNBUFFERED": "1",
-}
+# Oversubscribed MPICH ranks should yield the core while they poll; ranks' lines come at once.
+MPI_ENV = {**MPICH_ENV, "PYTHONUNBUFFERED": "1"}
 
 
 def mpiexec() -> str:
@@ -114,3 +112,41 @@ def run_command(argv, timeout=120, env=None, cwd=None) -> MPIRun:
 def run_scenario(ranks: int, name: str, timeout: float = 120, **params) -> MPIRun:
     argv = [mpiexec(), "-n", str(ranks), sys.executable, str(SCENARIOS), name, json.dumps(params)]
     return run_command(argv, timeout=timeout)
+
+
+def run_scenario_inprocess(ranks: int, name: str, timeout: float = 120, **params) -> MPIRun:
+    """The same scenario in one process: plain python, with ``ranks - 1`` in-process workers."""
+    argv = [sys.executable, str(SCENARIOS), name, json.dumps(params)]
+    return run_command(argv, timeout=timeout, env={"HPCMICRO_INPROCESS_WORKERS": str(ranks - 1)})
+
+
+class MPIRanks:
+    """Mixin: scenarios run under ``mpiexec -n N``; every rank reports."""
+
+    transport = "mpi"
+
+    def run(self, ranks, name, timeout=120, **params) -> MPIRun:
+        return run_scenario(ranks, name, timeout=timeout, **params)
+
+    def callers(self, n) -> list:
+        """The ranks that call the runtime (and print reports)."""
+        return list(range(n))
+
+    def task_ranks(self, n) -> set:
+        """The ranks a kernel can run on (``hm.context().rank``, ``TaskError.rank``)."""
+        return set(range(1, n))
+
+
+class InProcess:
+    """Mixin: the same scenarios in one process, N-1 workers on threads; rank 0 alone reports."""
+
+    transport = "inproc"
+
+    def run(self, ranks, name, timeout=120, **params) -> MPIRun:
+        return run_scenario_inprocess(ranks, name, timeout=timeout, **params)
+
+    def callers(self, n) -> list:
+        return [0]
+
+    def task_ranks(self, n) -> set:
+        return {0}

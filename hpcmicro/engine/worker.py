@@ -167,6 +167,7 @@ class WorkerProtocol:
             return []
         self.hung = True
         self._hung_attempt = started
+        ex.stats.hung += 1
         return [self._report(self._current_state())]
 
     def _retire(self) -> list:
@@ -176,7 +177,6 @@ class WorkerProtocol:
             return []
         ex.retired = True
         self.hung = False
-        ex.stats.hung += 1
         entries = ex.pending_entries()
         ex.queue.clear()
         return [self._report(State.RETIRED, handback=(entries, ex.take_tree_part()))]

@@ -5,6 +5,7 @@ returns the exact result. With MPICH the job dies, and a restart from the
 checkpoint returns the exact result.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,39 @@ def test_ulfm_survives_a_killed_worker_with_the_exact_result(tmp_path, reference
         assert rep["ulfm"] and rep["size_before"] == 4 and rep["size_after"] == 3
         assert (rep["total"], rep["listed"]) == reference
     assert "lost rank(s) [3]" in run.stderr
+
+
+def _mpirun_ulfm(n, scenario, params):
+    argv = [str(OMPI_VENV / "bin" / "mpirun"), "--with-ft", "ulfm", "--oversubscribe", "-n", str(n),
+            str(OMPI_VENV / "bin" / "python"), str(SCENARIOS), scenario, json.dumps(params)]
+    return run_command(argv, timeout=120, env=OMPI_ENV)
+
+
+@needs_ulfm
+def test_ulfm_the_master_finishes_alone_when_every_worker_died(tmp_path, reference):
+    # 2 ranks: the only worker dies; the master runs the rest itself (on the CPU: it has no backend of its own).
+    run = _mpirun_ulfm(2, "lose_worker", {"marker_dir": str(tmp_path), "victim": 1})
+    assert (tmp_path / "died").exists(), "the victim never died\n" + str(run)
+    rep = run.report()
+    assert rep["ulfm"] and rep["size_before"] == 2 and rep["size_after"] == 1
+    assert (rep["total"], rep["listed"]) == reference
+    assert "lost rank(s) [1]" in run.stderr
+
+
+@needs_ulfm
+def test_ulfm_a_death_early_in_a_call_restarts_that_call_not_from_the_previous_ones_cut(tmp_path):
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    (ref_dir / "died").touch()
+    ref = run_command([sys.executable, str(SCENARIOS), "lose_worker_in_second_call",
+                       json.dumps({"marker_dir": str(ref_dir), "victim": 2})], timeout=120).report()
+    run = _mpirun_ulfm(4, "lose_worker_in_second_call", {"marker_dir": str(tmp_path), "victim": 2})
+    assert (tmp_path / "died").exists(), "the victim never died\n" + str(run)
+    reps = {r["rank"]: r for r in run.reports()}
+    assert sorted(reps) == [0, 1, 2], str(run)
+    for rep in reps.values():
+        assert rep["size_after"] == 3
+        assert (rep["first"], rep["second"]) == (ref["first"], ref["second"])
 
 
 def test_without_ulfm_the_job_dies_and_a_restart_is_exact(tmp_path, reference):

@@ -131,7 +131,7 @@ def skewed(p):
         s = rt.stats
         if rt.rank == 0:
             emit(0, total=out, wall=s.wall_s, busy=s.busy_s, workers=s.workers, steals=s.steals,
-                 ideal=sum(durations) / (rt.size - 1))
+                 ideal=sum(durations) / len(s.workers))
 
 
 def tree_search(p):
@@ -345,6 +345,24 @@ def lose_worker(p):
 
 
 SCENARIOS["lose_worker"] = lose_worker
+
+
+def lose_worker_in_second_call(p):
+    """Call 1 completes with snapshots; a worker dies at once in call 2, before call 2 has a cut of its own.
+
+    Call 2 must start again from its own beginning, never from call 1's last cut.
+    """
+    n = p.get("n", 200)
+    with hm.Runtime(policy=p.get("policy", "steal"), checkpoint_every=p.get("every", 0.05)) as rt:
+        size0 = rt.size
+        first = rt.map_reduce(slow_value, list(range(n)))
+        kernel = functools.partial(die_once, p["marker_dir"], p["victim"], 0)
+        second = rt.map_reduce(kernel, list(range(n, 2 * n)))
+        emit(rt.rank, first=float(first).hex(), second=float(second).hex(), size_before=size0,
+             size_after=rt.size, ulfm=rt._ulfm)
+
+
+SCENARIOS["lose_worker_in_second_call"] = lose_worker_in_second_call
 
 
 if __name__ == "__main__":
