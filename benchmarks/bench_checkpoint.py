@@ -24,7 +24,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-MPI_ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
+sys.path.insert(0, REPO)  # this checkout's hpcmicro (also when run_all.py measures a copy of it)
+
+from hpcmicro.constants import EXIT_OK, EXIT_PREEMPTED, MPICH_ENV  # noqa: E402
 
 
 # -- the job (runs under mpiexec) --------------------------------------------------------
@@ -75,11 +77,11 @@ def job(args) -> None:
 # -- the driver ----------------------------------------------------------------------------
 
 def mpiexec(n, argv, timeout=900):
-    env = dict(os.environ, **MPI_ENV, PYTHONPATH=REPO)
+    env = dict(os.environ, **MPICH_ENV, PYTHONPATH=REPO)
     proc = subprocess.run(["mpiexec", "-n", str(n), sys.executable, __file__, *argv], capture_output=True,
                           text=True, env=env, timeout=timeout, cwd=REPO)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode not in (0, 75) or not lines:
+    if proc.returncode not in (EXIT_OK, EXIT_PREEMPTED) or not lines:
         raise RuntimeError(f"run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return lines[0]
 
@@ -89,7 +91,7 @@ def restart_time(base, tmp):
     from hpcmicro.io.checkpoint import read_checkpoint
 
     ck = os.path.join(tmp, "restart.h5")
-    env = dict(os.environ, **MPI_ENV, PYTHONPATH=REPO)
+    env = dict(os.environ, **MPICH_ENV, PYTHONPATH=REPO)
     argv = ["mpiexec", "-n", "3", sys.executable, __file__, "job", *base, "--every", "1", "--checkpoint", ck]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
                             start_new_session=True)

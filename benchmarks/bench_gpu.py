@@ -120,8 +120,10 @@ def cpu_vs_gpu() -> list:
     from hpcmicro.kernels import gemm, mandelbrot, montecarlo, nbody
 
     cases = [
-        ("montecarlo.pi_hits (1M samples)", lambda xp: montecarlo._pi_hits_impl(montecarlo.MCParams(samples=1 << 20), 3, xp)),
-        ("gemm block 512x512 (k=512)", lambda xp: gemm._impl(gemm.GemmParams(m=512, n=512, k=512, block_m=512, block_n=512), (0, 0), xp)),
+        ("montecarlo.pi_hits (1M samples)",
+         lambda xp: montecarlo._pi_hits_impl(montecarlo.MCParams(samples=1 << 20), 3, xp)),
+        ("gemm block 512x512 (k=512)",
+         lambda xp: gemm._impl(gemm.GemmParams(m=512, n=512, k=512, block_m=512, block_n=512), (0, 0), xp)),
         ("nbody block 1024 of 4096", lambda xp: nbody._impl(nbody.NBodyParams(n=4096, block=1024), (0, 1), xp)),
         ("mandelbrot 512x512 escape counts", lambda xp: mandelbrot.escape_counts(
             xp.asarray(numpy.linspace(-2, 1, 512)[None, :] + 1j * numpy.linspace(-1.5, 1.5, 512)[:, None]), 256, xp)),
@@ -164,7 +166,8 @@ def main():
         if rt.size < 2:
             raise SystemExit("run with mpiexec -n 2 (1 master + 1 GPU worker)")
         worker = rt.rank == 1
-        info = (rt.backend.device, device_name(rt.backend.device), peak_bandwidth(rt.backend.device)) if worker else None
+        device = rt.backend.device if worker else None
+        info = (device, device_name(device), peak_bandwidth(device)) if worker else None
         dev, name, peak = rt.comm.bcast(info, root=1)
         bw = bandwidth(rt, args.chunks, args.chunk)
         # Calibrate a ~1 ms task on the worker, then stream 2000 of them.

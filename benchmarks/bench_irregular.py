@@ -50,7 +50,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, parse_chunksizes, timed_row, timed_spin, dispatch  # noqa: E402
+from benchmarks.common import SYSTEMS, WORKER_FIELDS, dispatch, emit, parse_chunksizes, timed_row, timed_spin  # noqa: E402
 from hpcmicro.kernels.mandelbrot import MandelbrotParams  # noqa: E402
 from hpcmicro.kernels.synthetic import heavy_tailed_durations  # noqa: E402
 
@@ -114,8 +114,7 @@ def run_hpcmicro(args):
                 record(name, desc, workers, out, wall, system="hpcmicro", policy=args.system,
                        config=f"hpcmicro {args.system}", steals=st.steals,
                        runtime_efficiency=st.efficiency, stats_wall_s=st.wall_s, master_messages=st.master_messages,
-                       per_worker=[{k: w.get(k) for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received", "requests")}
-                                   for w in st.workers])
+                       per_worker=[{k: w.get(k) for k in WORKER_FIELDS} for w in st.workers])
 
 
 def run_executor(args):
@@ -150,7 +149,7 @@ def run_dask(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--system", choices=SYSTEMS, required=True)
     p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     p.add_argument("--workloads", default="mandelbrot,pareto,pareto-sorted")
     p.add_argument("--chunksizes", default="1,2,4,8,16,32", help="executor only")

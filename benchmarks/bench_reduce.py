@@ -46,7 +46,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, jittered_value, dispatch  # noqa: E402
+from benchmarks.common import SYSTEMS, dispatch, emit, jittered_value  # noqa: E402
 from hpcmicro.kernels.synthetic import order_sensitive_value  # noqa: E402
 
 _now = time.perf_counter
@@ -132,7 +132,7 @@ def run_dask(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--system", choices=SYSTEMS, required=True)
     p.add_argument("--n", type=int, default=2000, help="number of values (tasks)")
     p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     args = p.parse_args(argv)

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, timed_sleep, dispatch  # noqa: E402
+from benchmarks.common import SYSTEMS, dispatch, emit, timed_sleep  # noqa: E402
 from hpcmicro.kernels.synthetic import heavy_tailed_durations  # noqa: E402
 
 _now = time.perf_counter
@@ -118,7 +118,7 @@ def run_dask(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--system", choices=SYSTEMS, required=True)
     p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--mean", type=float, default=0.004)

@@ -43,7 +43,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, noop, parse_chunksizes, dispatch  # noqa: E402
+from benchmarks.common import SYSTEMS, dispatch, emit, noop, parse_chunksizes  # noqa: E402
+
+TASKS_ARG = {"Range": "hm.Range(n, 1)", "list": "list(range(n))"}  # how each kind of tasks is passed
 
 _now = time.perf_counter
 
@@ -83,7 +85,7 @@ def run_hpcmicro(args):
                 st = rt.stats
                 emit({
                     "bench": "throughput", "system": "hpcmicro", "policy": args.system,
-                    "config": f"hpcmicro {args.system}, tasks={'hm.Range(n, 1)' if kind == 'Range' else 'list(range(n))'}",
+                    "config": f"hpcmicro {args.system}, tasks={TASKS_ARG[kind]}",
                     "tasks_kind": kind, "workers": workers, "n": n, "wall_s": elapsed,
                     "tasks_per_s": n / elapsed, "steals": st.steals, "master_messages": st.master_messages,
                     "per_worker": [{k: w[k] for k in ("tasks", "busy_s", "idle_s", "wall_s", "requests")}
@@ -167,7 +169,7 @@ def run_dask(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--system", choices=SYSTEMS, required=True)
     p.add_argument("--chunksizes", default="1,16,256,4096", help="executor only")
     p.add_argument("--workers", type=int, default=2, help="dask only: worker processes")
     p.add_argument("--dask-chunk", type=int, default=4096, help="dask only: items per bag partition / chunk")

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import emit, parse_chunksizes, uts_children, dispatch  # noqa: E402
+from benchmarks.common import SYSTEMS, WORKER_FIELDS, dispatch, emit, parse_chunksizes, uts_children  # noqa: E402
 from hpcmicro.kernels import uts  # noqa: E402
 
 _now = time.perf_counter
@@ -101,8 +101,7 @@ def run_hpcmicro(args):
                 record(name, params, workers, count, wall, ref, serial_s, system="hpcmicro", policy=args.system,
                        config=f"hpcmicro {args.system}", steals=st.steals, tasks=st.tasks,
                        runtime_efficiency=st.efficiency, master_messages=st.master_messages,
-                       per_worker=[{k: w.get(k) for k in ("tasks", "busy_s", "idle_s", "wall_s", "steals_received", "requests")}
-                                   for w in st.workers])
+                       per_worker=[{k: w.get(k) for k in WORKER_FIELDS} for w in st.workers])
 
 
 def bfs_count(ex, params, chunksize):
@@ -160,7 +159,7 @@ def run_dask(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", choices=("steal", "static", "executor", "dask"), required=True)
+    p.add_argument("--system", choices=SYSTEMS, required=True)
     p.add_argument("--trees", default="SMALL_GEO,BIN_200_Q012_S7,GEO_FIXED_D7,BIN_2000_Q012")
     p.add_argument("--chunksizes", default="1,16,256,4096",
                    help=f"executor only (chunksize 1 only on trees of at most {CS1_MAX_NODES:,} nodes)")

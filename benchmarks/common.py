@@ -22,6 +22,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _now = time.perf_counter
 
+# What a benchmark compares: hpcmicro under each of its policies (hpcmicro.constants.POLICY_NAMES;
+# the default first), then the baselines. A unit test keeps the policies in step.
+HPCMICRO_SYSTEMS = ("steal", "static")
+SYSTEMS = HPCMICRO_SYSTEMS + ("executor", "dask")
+
+# The per-worker statistics a record keeps (of CallStats.workers).
+WORKER_FIELDS = ("tasks", "busy_s", "idle_s", "wall_s", "steals_received", "requests")
+
 
 def ensure_repo_on_path() -> None:
     if REPO not in sys.path:

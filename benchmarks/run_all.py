@@ -47,9 +47,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from benchmarks.common import HPCMICRO_SYSTEMS, SYSTEMS  # noqa: E402
+from hpcmicro.constants import MPICH_ENV  # noqa: E402
+
+MPI_ENV = MPICH_ENV  # the name benchmarks/compare.py imports
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 RESULTS = os.path.join(HERE, "results", "latest.jsonl")
-MPI_ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
 ANALYSIS_BEGIN = "<!-- analysis:begin (hand-written; run_all.py keeps this part) -->"
 ANALYSIS_END = "<!-- analysis:end -->"
 
@@ -58,7 +61,6 @@ IRREGULAR_CS = "1,4,16,32"
 TREE_CS = "1,16,256,4096"
 DASK_TREES = "SMALL_GEO,BIN_200_Q012_S7"  # Dask reaches a few hundred nodes/s here: small trees only
 BENCHES = ("throughput", "irregular", "tree", "reduce", "scaling")
-SYSTEMS = ("steal", "static", "executor", "dask")
 
 
 def configs(args):
@@ -80,25 +82,25 @@ def configs(args):
 
     if "throughput" in args.only:
         for w in args.throughput_workers:
-            for system in ("steal", "static"):
+            for system in HPCMICRO_SYSTEMS:
                 add("throughput", w, "bench_throughput.py", system, [], 120)
             add("throughput", w, "bench_throughput.py", "executor", ["--chunksizes", THROUGHPUT_CS], 180)
             add("throughput", w, "bench_throughput.py", "dask", [], 180)
     if "irregular" in args.only:
         for w in args.workers:
-            for system in ("steal", "static"):
+            for system in HPCMICRO_SYSTEMS:
                 add("irregular", w, "bench_irregular.py", system, [], 120)
             add("irregular", w, "bench_irregular.py", "executor", ["--chunksizes", IRREGULAR_CS], 240)
             add("irregular", w, "bench_irregular.py", "dask", [], 180)
     if "tree" in args.only:
         for w in args.workers:
-            for system in ("steal", "static"):
+            for system in HPCMICRO_SYSTEMS:
                 add("tree", w, "bench_tree.py", system, [], 120)
             add("tree", w, "bench_tree.py", "executor", ["--chunksizes", TREE_CS], 240)
             add("tree", w, "bench_tree.py", "dask", ["--trees", DASK_TREES], 240)
     if "reduce" in args.only:
         for w in args.reduce_workers:
-            for system in ("steal", "static", "executor", "dask"):
+            for system in SYSTEMS:
                 add("reduce", w, "bench_reduce.py", system, [], 180)
     if "scaling" in args.only:
         for ranks in args.scaling_ranks:
@@ -167,7 +169,7 @@ def run_one(argv, timeout, log, nice=0, root=REPO):
     if nice:
         argv = ["nice", "-n", str(nice)] + list(argv)
     env = dict(os.environ)
-    env.update(MPI_ENV)
+    env.update(MPICH_ENV)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -208,10 +210,11 @@ def sh(cmd):
         return ""
 
 
-def source_digest(pkg=os.path.join(REPO, "hpcmicro")):
-    """A digest of hpcmicro's sources: shows whether the runtime changed during a run."""
+def source_digest(pkg=None):
+    """A digest of hpcmicro's sources (default: this checkout's): shows whether the runtime changed during a run."""
     import hashlib
 
+    pkg = pkg or os.path.join(REPO, "hpcmicro")
     h = hashlib.sha1()
     for root, dirs, files in sorted(os.walk(pkg)):
         dirs.sort()
@@ -392,12 +395,14 @@ def write_doc(records, facts, command, runs, analysis, path):
     w(f"- Machine: {machine_line(facts)}.")
     w(f"- Software: hpcmicro {facts['hpcmicro']} at commit {facts['commit']} (sources digest "
       f"{facts.get('source_digest', '?')}; measured: {facts.get('measured', 'the working tree')}); "
-      f"Python {facts['python']}; mpi4py {facts['mpi4py']}; MPI: {' '.join(str(facts.get('mpi_library', '?')).split())}; "
+      f"Python {facts['python']}; mpi4py {facts['mpi4py']}; "
+      f"MPI: {' '.join(str(facts.get('mpi_library', '?')).split())}; "
       f"dask {facts.get('dask', '?')}, distributed {facts.get('distributed', '?')}; numpy {facts['numpy']}; "
       f"matplotlib {facts.get('matplotlib', '?')}.")
     if facts.get("source_digest_end") and facts["source_digest_end"] != facts.get("source_digest"):
         w(f"- **WARNING: hpcmicro's sources changed during the run** (digest at the end "
-          f"{facts['source_digest_end']}, commit {facts.get('commit_end')}): launches may have measured different code.")
+          f"{facts['source_digest_end']}, commit {facts.get('commit_end')}): "
+          "launches may have measured different code.")
     if facts.get("suite_s"):
         w(f"- The whole suite took {facts['suite_s'] / 60:.1f} minutes.")
     w("- Processes. hpcmicro and MPIPoolExecutor: `mpiexec -n W+1`, rank 0 is the master (hpcmicro's / the "
@@ -417,7 +422,7 @@ def write_doc(records, facts, command, runs, analysis, path):
         w(f"- Other load: before each launch the suite waits (up to `--quiet-wait` s) for the CPUs to be < 20% busy; "
           f"measured just before the launches: median {cb['median']:.0%}, max {cb['max']:.0%} busy; "
           f"{cb['launches_over_20pct']} of {cb['launches']} launches started on a busier machine.")
-    w("- Environment of every launch: " + " ".join(f"`{k}={v}`" for k, v in MPI_ENV.items()) +
+    w("- Environment of every launch: " + " ".join(f"`{k}={v}`" for k, v in MPICH_ENV.items()) +
       ", `PYTHONPATH=<the measured copy>` (Dask's worker processes inherit it).")
     w(f"- Every configuration is its own launch (its own `mpiexec`, or its own Dask cluster), repeated {repeats} "
       "times with the rounds interleaved; tables show the **median** and, in parentheses, the range over the repeats. "
@@ -967,7 +972,7 @@ def main(argv=None):
     records, runs, launches = [], {}, []
     t_start = time.perf_counter()
     for rnd in range(1, args.repeats + 1):
-        for bench, ranks, system, argv_, timeout in cfgs:
+        for _bench, _ranks, system, argv_, timeout in cfgs:
             text = display(argv_)
             busy = wait_for_quiet(args.quiet_wait)
             rc, recs, elapsed = run_one(argv_, timeout, log, args.nice, root)
@@ -999,8 +1004,8 @@ def main(argv=None):
             print(json.dumps({k: v for k, v in r.items() if k not in ("per_worker",)}))
         return
     busy = [x["cpu_busy_before"] for x in launches]
-    facts["cpu_busy_before"] = {"median": med(busy), "max": max(busy), "launches_over_20pct": sum(b > 0.2 for b in busy),
-                                "launches": len(busy)}
+    facts["cpu_busy_before"] = {"median": med(busy), "max": max(busy),
+                                "launches_over_20pct": sum(b > 0.2 for b in busy), "launches": len(busy)}
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         f.write(json.dumps({"command": command, "facts": facts}) + "\n")

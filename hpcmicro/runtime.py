@@ -8,11 +8,11 @@ checkpoints, resumes, preempts and fails exactly as a multi-rank one.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 from .constants import MASTER
 from .driver.call import CallSpec
@@ -57,14 +57,14 @@ class Runtime:
         base = options if options is not None else Options()
         self.options = base.replace(**settings) if settings else base
         self._user_comm = comm
-        self.comm = None
-        self.backend = None
+        self.comm: Any = None  # the private duplicate (an mpi4py Intracomm) while open
+        self.backend: Any = None  # this rank's Backend (None on the master of a multi-rank job)
         self.capacities: list = []
         self.stats: CallStats | None = None
         self._calls = 0
         self._session: CheckpointSession | None = None
         self._ulfm = False
-        self._pending_trace = None
+        self._pending_trace: tuple | None = None
         self._trace_thread: threading.Thread | None = None
 
     __init__.__doc__ = "Options:\n" + "\n".join(f"    {k}: {v}" for k, v in HELP.items())
@@ -217,14 +217,14 @@ class Runtime:
         self.stats = outcome.stats
         if self.options.trace and outcome.timelines is not None and self.comm.rank == MASTER:
             self._write_trace(outcome.timelines, {"call": index, "kind": kind, "policy": self.options.policy.name})
-        exc = outcome.error
-        if exc is not None:
-            if isinstance(exc, Preempted):
-                faults.note_exit_status(exc.exit_status)
+        error = outcome.error
+        if error is not None:
+            if isinstance(error, Preempted):
+                faults.note_exit_status(error.exit_status)
                 if self.comm.rank == MASTER:  # left uncaught, a SystemExit prints nothing: say why the job stops
-                    sys.stderr.write(f"hpcmicro: {exc}\n")
+                    sys.stderr.write(f"hpcmicro: {error}\n")
                     sys.stderr.flush()
-            raise exc
+            raise error
         return value
 
     def _prepare(self, kind, kernel, kernel_name, tasks, op, root, index, t0):
@@ -283,12 +283,14 @@ class Runtime:
         progress = Progress(opts.progress, opts.progress_every) if opts.progress else None
         # Snapshots serve the checkpoint file and, under ULFM, the in-memory rollback point.
         checkpoint_every = opts.checkpoint_every if (opts.checkpoint or self._ulfm) else None
+        on_cut = self._session.on_cut if self._session is not None else None  # the master's
         if comm.size == 1:  # one rank, or the master alone after every worker died (ULFM)
             return run_inprocess(spec, opts, self.backend or CPU, workers=opts.inprocess_workers, resume=resume,
-                                 on_cut=self._session.on_cut, checkpoint_every=checkpoint_every,
-                                 progress=progress, signal=signals.requested, preempted=preempted)
+                                 on_cut=on_cut, checkpoint_every=checkpoint_every,
+                                 progress=progress, signal=signals.requested, signal_pending=signals.pending,
+                                 preempted=preempted)
         if comm.rank == MASTER:
-            return run_master_rank(comm, spec, opts, self.capacities, resume=resume, on_cut=self._session.on_cut,
+            return run_master_rank(comm, spec, opts, self.capacities, resume=resume, on_cut=on_cut,
                                    checkpoint_every=checkpoint_every, progress=progress, signal=signals.requested,
                                    preempted=preempted)
         return run_worker_rank(comm, spec, opts, self.backend, signal=signals.requested, preempted=preempted)

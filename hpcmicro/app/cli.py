@@ -4,30 +4,35 @@
     hpcmicro run JOB.toml [--policy static|steal] [--output PATH]
     mpiexec -n 8 hpcmicro run JOB.toml
 
-Every rank parses and validates the spec before MPI is touched, so a bad spec
-fails alike everywhere: rank 0 prints ``hpcmicro: error: ...`` and every rank
-exits 2. Exit statuses: 0 done, 1 a kernel raised (or the output could not be
-written), 2 a bad command line, spec or output location.
+Every rank parses and validates the spec and the options before MPI is
+touched, so a bad spec fails alike everywhere: rank 0 prints ``hpcmicro:
+error: ...`` and every rank exits 2. Exit statuses (``hpcmicro.constants``): 0
+done, 1 a kernel raised (or the output could not be written), 2 a bad command
+line, spec or output location, 75 preempted (a checkpoint holds the progress).
+
+The flags of ``hpcmicro run`` that set Runtime options take their defaults,
+help and checks from ``hpcmicro.options``; the result file is written and read
+by ``hpcmicro.io.results``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import pickle
 import sys
-import tempfile
-from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .. import __version__
-from .jobspec import POLICIES, JobSpec, JobSpecError, load
+from ..constants import DEVICES, EXIT_BAD_INPUT, EXIT_OK, EXIT_PREEMPTED, EXIT_TASK_FAILED, ON_ERROR, POLICY_NAMES
+from ..errors import InvalidCall
+from ..io.results import ResultAttrs, as_numeric, file_kind, read_result, write_result
+from ..options import HELP, Options
+from .jobspec import OPTION_DEFAULTS, JobSpec, JobSpecError, load
 
-__all__ = ["main", "launch_rank", "write_output"]
+if TYPE_CHECKING:
+    from ..observe.stats import CallStats
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the batch script requeues the job
+__all__ = ["main", "launch_rank", "write_output", "run_options", "cli_message"]
 
 # Set by the launchers we know (MPICH/Hydra, PMIx, Open MPI, Slurm's srun):
 # the rank before MPI_Init, so that only rank 0 reports a bad spec.
@@ -54,6 +59,40 @@ class _Parser(argparse.ArgumentParser):
             super()._print_message(message, file)
 
 
+PROGRESS_WORDS = {"auto": "auto", "bar": True, "lines": "lines", "off": False}  # --progress -> Options.progress
+
+
+def _help(name: str, note: str | None = None) -> str:
+    """The help line of Runtime option ``name`` (hpcmicro.options.HELP), escaped for argparse's %-formatting."""
+    return (HELP[name] + (f" ({note})" if note else "")).replace("%", "%%")
+
+
+def _checked(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` for option ``name``: convert the text, then let ``Options`` judge the value.
+
+    A bad value is then refused while the command line is parsed, on every rank
+    alike, and also by ``hpcmicro submit --run-args`` before a job is queued.
+    """
+    def parse(text: str) -> Any:
+        value = convert(text)  # ValueError: argparse says "invalid float value: 'x'"
+        try:
+            Options(**{name: value})
+        except InvalidCall as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parse.__name__ = convert.__name__  # the name argparse puts in its messages
+    return parse
+
+
+def _option(group, flag: str, name: str, convert: Callable[[str], Any] | None = None, **kwargs) -> None:
+    """A ``hpcmicro run`` flag that sets Runtime option ``name``, with its default and help from Options."""
+    default = OPTION_DEFAULTS[name]
+    note = None if default is None else f"default {default}"
+    group.add_argument(flag, dest=name, default=default, help=_help(name, note),
+                       type=_checked(name, convert) if convert else None, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpcmicro", description="MPI microtask runtime: run a job spec.")
     parser.add_argument("--version", action="version", version=f"hpcmicro {__version__}")
@@ -61,27 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job spec (TOML) and write its result to HDF5",
                               description="Run a job spec; rank 0 writes the result to HDF5.")
     run.add_argument("spec", metavar="JOB.toml", help="the job spec (format: docs/jobspec.md)")
-    run.add_argument("--policy", choices=POLICIES, help="scheduling policy (overrides job.policy)")
+    run.add_argument("--policy", choices=POLICY_NAMES, help=_help("policy", "overrides job.policy"))
     run.add_argument("--output", metavar="PATH", help="HDF5 file to write (overrides job.output)")
-    run.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where tasks run (overrides job.device)")
+    run.add_argument("--device", choices=DEVICES, help=_help("device", "overrides job.device"))
     run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                      help="override a spec value, e.g. --set tasks.range.n=100 --set job.args.samples=1000")
     ft = run.add_argument_group("fault tolerance (docs/fault-tolerance.md)")
-    ft.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint: resume from it if it exists, keep it current")
-    ft.add_argument("--checkpoint-every", metavar="SECONDS", type=float, default=60.0,
-                    help="seconds between checkpoints (default 60)")
-    ft.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start afresh")
-    ft.add_argument("--retries", metavar="N", type=int, default=0, help="extra tries for a task that raises")
-    ft.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                    help="after the last try: stop with an error (default) or record the task as failed and go on")
-    ft.add_argument("--task-timeout", metavar="SECONDS", type=float,
-                    help="hand a task running longer than this to another worker")
+    _option(ft, "--checkpoint", "checkpoint", metavar="PATH")
+    _option(ft, "--checkpoint-every", "checkpoint_every", float, metavar="SECONDS")
+    ft.add_argument("--fresh", action="store_true",
+                    help="ignore an existing checkpoint and start afresh (the Runtime option resume=False)")
+    _option(ft, "--retries", "retries", int, metavar="N")
+    _option(ft, "--on-error", "on_error", choices=ON_ERROR)
+    _option(ft, "--task-timeout", "task_timeout", float, metavar="SECONDS")
+    _option(ft, "--preempt-grace", "preempt_grace", float, metavar="SECONDS")
     obs = run.add_argument_group("observability")
-    obs.add_argument("--trace", metavar="PATH", help="write a per-task timeline (Chrome trace JSON, opens in Perfetto)")
-    obs.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
-                     help="progress on rank 0: a bar on a terminal, plain lines in batch logs (default auto)")
-    obs.add_argument("--progress-every", metavar="SECONDS", type=float, default=30.0,
-                     help="seconds between progress lines in batch logs (default 30)")
+    _option(obs, "--trace", "trace", metavar="PATH")
+    obs.add_argument("--progress", choices=PROGRESS_WORDS, default="auto",
+                     help=_help("progress", "here bar = True, off = False; default auto"))
+    _option(obs, "--progress-every", "progress_every", float, metavar="SECONDS")
     run.set_defaults(handler=cmd_run)
     plan = commands.add_parser("plan", help="validate a job spec and estimate its size, without running the job",
                                description="Validate a job spec, count its tasks, and estimate work, memory and "
@@ -101,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Print the statistics of a result file, or the progress of a checkpoint; "
                                              "--plot draws the per-rank timeline of a trace.")
     report.add_argument("file", metavar="FILE", help="result .h5 of `hpcmicro run`, a checkpoint .h5, or a trace .json")
-    report.add_argument("--plot", metavar="OUT.png", help="draw a Gantt chart and utilization over time (needs a trace)")
-    report.add_argument("--trace", metavar="TRACE.json", help="the trace to plot (default: the one the result file names)")
+    report.add_argument("--plot", metavar="OUT.png",
+                        help="draw a Gantt chart and utilization over time (needs a trace)")
+    report.add_argument("--trace", metavar="TRACE.json",
+                        help="the trace to plot (default: the one the result file names)")
     report.set_defaults(handler=cmd_report)
     from .submit import add_submit_parser
 
@@ -110,36 +149,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hpcmicro`` and ``python -m hpcmicro``; returns the exit status."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse wants to exit
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT if exc.code else EXIT_OK
     return args.handler(args)
 
 
 # -- hpcmicro run -------------------------------------------------------------------------
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     try:
         spec = load(args.spec, args.overrides).with_overrides(policy=args.policy, output=args.output,
                                                               device=args.device)
         kernel, tasks = spec.kernel_callable(), spec.build_tasks()
-    except JobSpecError as exc:
-        return report(launch_rank(), exc, EXIT_USAGE)
-    options = {"checkpoint": args.checkpoint, "checkpoint_every": args.checkpoint_every,
-               "resume": not args.fresh, "retries": args.retries, "on_error": args.on_error,
-               "task_timeout": args.task_timeout, "trace": args.trace,
-               "progress": {"auto": "auto", "bar": True, "lines": "lines", "off": False}[args.progress],
-               "progress_every": args.progress_every}
+        options = run_options(spec, args)
+    except (JobSpecError, InvalidCall) as exc:
+        return report(launch_rank(), exc, EXIT_BAD_INPUT)
     return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output",
                    options=options)
 
 
-def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", options: dict | None = None) -> int:
+def run_options(spec: JobSpec, args: argparse.Namespace) -> Options:
+    """The Runtime options of a run; InvalidCall for a bad value.
+
+    Policy and device come from the spec (after --policy/--device), the rest from the flags.
+    """
+    return Options(policy=spec.policy, device=spec.device, checkpoint=args.checkpoint,
+                   checkpoint_every=args.checkpoint_every, resume=not args.fresh, retries=args.retries,
+                   on_error=args.on_error, task_timeout=args.task_timeout, preempt_grace=args.preempt_grace,
+                   trace=args.trace, progress=PROGRESS_WORDS[args.progress], progress_every=args.progress_every)
+
+
+def cli_message(error: BaseException) -> str:
+    """A Runtime error worded for the command line, where the Runtime's ``resume=False`` is ``--fresh``.
+
+    A checkpoint that cannot be used always names ``--fresh`` (once): the
+    engine's messages speak only of Runtime options.
+    """
+    from ..io.checkpoint import CheckpointError
+
+    text = str(error)
+    if "--fresh" in text:
+        return text
+    if "resume=False" in text:
+        return text.replace("resume=False", "--fresh")
+    if isinstance(error, CheckpointError):
+        return f"{text}; run with --fresh to ignore the checkpoint and start afresh"
+    return text
+
+
+def run_job(spec: JobSpec, kernel: Callable[[Any], Any], tasks: Any, output_key: str = "job.output",
+            options: Options | None = None) -> int:
     """Run the spec's call on every rank; rank 0 writes the output and prints a summary.
 
     Exit status: 0 done, 1 a task failed, 2 bad input, 75 preempted (a
@@ -148,47 +213,49 @@ def run_job(spec: JobSpec, kernel, tasks, output_key: str = "job.output", option
     import hpcmicro as hm
     from hpcmicro.io.checkpoint import CheckpointError
 
-    trace = (options or {}).get("trace")
+    if options is None:
+        options = Options(policy=spec.policy, device=spec.device)
     _log_on_rank0(launch_rank())
     try:
-        runtime = hm.Runtime(policy=spec.policy, device=spec.device, **(options or {}))
+        runtime = hm.Runtime(options=options)
         runtime.open()
     except (hm.InvalidCall, CheckpointError) as exc:
-        return report(launch_rank(), exc, EXIT_USAGE)
+        return report(launch_rank(), cli_message(exc), EXIT_BAD_INPUT)
     with runtime as rt:
         rank = rt.rank
         problem = _agree_on_output(rank, spec, output_key)
         if problem is not None:
-            return report(rank, problem, EXIT_USAGE)
+            return report(rank, problem, EXIT_BAD_INPUT)
         problem = _agree(rank, _run_setup(spec) if rank == 0 else None)
         if problem is not None:
-            return report(rank, problem, EXIT_FAILED)
+            return report(rank, problem, EXIT_TASK_FAILED)
         try:
             if spec.call == "map":
                 result = rt.map(kernel, tasks, root=0)
             else:
                 result = rt.map_reduce(kernel, tasks, op=spec.op, root=0)
         except hm.TaskError as exc:  # raised on every rank alike
-            return report(rank, exc, EXIT_FAILED)
+            return report(rank, exc, EXIT_TASK_FAILED)
         except hm.Preempted:  # the runtime has said why on rank 0
             return EXIT_PREEMPTED
-        except CheckpointError as exc:
-            return report(rank, exc, EXIT_USAGE)
-        except hm.InvalidCall as exc:  # likewise; the spec checks should have caught it
-            return report(rank, exc, EXIT_USAGE)
+        except (hm.InvalidCall, CheckpointError) as exc:  # likewise (a checkpoint of another job, say)
+            return report(rank, cli_message(exc), EXIT_BAD_INPUT)
         stats = rt.stats
     if rank != 0:
         return EXIT_OK
     try:
-        write_output(spec.output, spec, result, stats, trace=trace)
+        write_output(spec.output, spec, result, stats, trace=options.trace)
     except Exception as exc:  # a full disk, a result that will not pickle: say so, no traceback
-        return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        return report(rank, f"cannot write {spec.output}: {type(exc).__name__}: {exc}", EXIT_TASK_FAILED)
+    note = None
     if spec.finalize is not None:
         try:
-            spec.finalize(result, spec.output, **spec.args)
+            note = spec.finalize(result, spec.output, **spec.args)
         except Exception as exc:
-            return report(rank, f"{spec.path}: job.finalize failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+            return report(rank, f"{spec.path}: job.finalize failed: {type(exc).__name__}: {exc}", EXIT_TASK_FAILED)
     _print(summary(spec, result, stats))
+    if isinstance(note, str) and note:  # a finalize hook's line for the user, e.g. the pi estimate
+        _print(note)
     return EXIT_OK
 
 
@@ -246,7 +313,7 @@ def _output_problem(spec: JobSpec, key: str) -> str | None:
     return None
 
 
-def report(rank: int, error, status: int) -> int:
+def report(rank: int, error: object, status: int) -> int:
     """Print ``hpcmicro: error: ...`` on rank 0 (no traceback); return ``status``."""
     if rank == 0:
         _print(f"hpcmicro: error: {error}", file=sys.stderr)
@@ -259,11 +326,11 @@ def _print(text: str, file=None) -> None:
     print(clean, file=file or sys.stdout, flush=True)
 
 
-def summary(spec: JobSpec, result, stats) -> str:
+def summary(spec: JobSpec, result: Any, stats: CallStats) -> str:
     """One line: what ran, where, how long, what came out."""
     call = f"map_reduce({spec.op})" if spec.call == "map_reduce" else "map"
     ranks = f"{stats.ranks} rank{'s' if stats.ranks != 1 else ''}"
-    array = _numeric(result) if spec.call == "map_reduce" else None
+    array = as_numeric(result) if spec.call == "map_reduce" else None
     if spec.call == "map":
         value = f"{len(result)} results"
     elif array is None:
@@ -276,118 +343,26 @@ def summary(spec: JobSpec, result, stats) -> str:
             f"policy {stats.policy}, {stats.wall_s:.3f} s; {value} -> {spec.output}")
 
 
-# -- HDF5 output --------------------------------------------------------------------------
+# -- the result file -------------------------------------------------------------------
 
 
-def write_output(path: str, spec: JobSpec, result, stats, trace: str | None = None) -> None:
-    """Write ``result`` and the run's metadata to ``path`` atomically (temp file + rename).
-
-    Dataset ``result``: numbers and equal-shape numeric arrays are stored as a
-    native array (``map``: one row per task, in task-id order); anything else
-    is pickled, one variable-length uint8 entry per result (a scalar entry for
-    ``map_reduce``). The dataset's ``encoding`` attribute says which
-    ("native" or "pickle").
-    """
-    import h5py
-
-    path = os.path.abspath(path)
-    folder, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_result(f, spec.call, result)
-            f.attrs.update(_attributes(spec, stats, trace))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an output is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def write_output(path: str, spec: JobSpec, result: Any, stats: CallStats, trace: str | None = None) -> None:
+    """Write the run's result file atomically (layout: ``hpcmicro.io.results``)."""
+    write_result(path, result, result_attrs(spec, stats, trace))
 
 
-def _attributes(spec: JobSpec, stats, trace: str | None = None) -> dict:
-    return {
-        "trace": os.path.abspath(trace) if trace else "",
-        "spec": spec.text,
-        "job": spec.name,
-        "kernel": spec.kernel,
-        "args": json.dumps(spec.args, default=str),
-        "call": spec.call,
-        "op": spec.op or "",
-        "policy": stats.policy,
-        "tasks": f"{spec.tasks_source} {json.dumps(spec.tasks_value, default=str)}",
-        "ranks": stats.ranks,
-        "wall_s": stats.wall_s,
-        "hpcmicro_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "stats": json.dumps(stats.as_dict(), default=str),
-    }
-
-
-def _write_result(f, call: str, result) -> None:
-    import h5py
-    import numpy as np
-
-    native = _numeric(result) if call == "map_reduce" else _stacked(result)
-    if native is not None:
-        ds = f.create_dataset("result", data=native)
-        ds.attrs["encoding"] = "native"
-        return
-    vlen = h5py.vlen_dtype(np.uint8)
-    if call == "map_reduce":
-        ds = f.create_dataset("result", shape=(), dtype=vlen)
-        ds[()] = _pickled(result)
-    else:
-        blobs = np.empty(len(result), dtype=object)
-        for i, value in enumerate(result):
-            blobs[i] = _pickled(value)
-        ds = f.create_dataset("result", data=blobs, dtype=vlen)
-    ds.attrs["encoding"] = "pickle"
-
-
-def _numeric(value):
-    """``value`` as a numpy array if it is a number or numeric array, else None."""
-    import numpy as np
-
-    if not isinstance(value, (int, float, complex, np.number, np.bool_, np.ndarray)):
-        return None
-    array = np.asarray(value)
-    return array if array.dtype.kind in "biufc" else None  # e.g. an int past 64 bits is 'O'
-
-
-def _stacked(values):
-    """The ``map`` results as one array (task axis first) if all are numeric alike, else None."""
-    import numpy as np
-
-    arrays = [_numeric(v) for v in values]
-    if any(a is None for a in arrays):
-        return None
-    if not arrays:
-        return np.empty((0,))
-    if len({a.shape for a in arrays}) != 1:
-        return None
-    return np.stack(arrays)
-
-
-def _pickled(value):
-    import numpy as np
-
-    return np.frombuffer(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def result_attrs(spec: JobSpec, stats: CallStats, trace: str | None = None) -> ResultAttrs:
+    """What a result file records about the run: the spec, and the call's statistics."""
+    return ResultAttrs(call=spec.call, policy=stats.policy, ranks=stats.ranks, wall_s=stats.wall_s,
+                       stats=stats.as_dict(), spec=spec.text, job=spec.name, kernel=spec.kernel, args=spec.args,
+                       op=spec.op, tasks_source=spec.tasks_source, tasks_value=spec.tasks_value,
+                       trace=os.path.abspath(trace) if trace else None)
 
 
 # -- hpcmicro report ----------------------------------------------------------------------
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """Print a result file's statistics or a checkpoint's progress; --plot draws a trace."""
     from . import report as reporting
 
@@ -411,22 +386,21 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-def report_error(message) -> int:
-    return report(0, message, EXIT_USAGE)
+def report_error(message: object) -> int:
+    return report(0, message, EXIT_BAD_INPUT)
 
 
-def _trace_named_by(path: str):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        trace = f.attrs.get("trace")
-    return str(trace) if trace else None
+def _trace_named_by(path: str) -> str | None:
+    """The trace a result file names (None for a checkpoint, or a run without --trace)."""
+    if file_kind(path) != "result":
+        return None
+    return read_result(path, value=False).attrs.trace
 
 
 # -- hpcmicro plan / inspect ---------------------------------------------------------------
 
 
-def cmd_plan(args) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     """Validate, count tasks, estimate from samples; launches no MPI job."""
     from .planning import plan_text
 
@@ -434,11 +408,11 @@ def cmd_plan(args) -> int:
         spec = load(args.spec, args.overrides)
         _print(plan_text(spec, sample=max(0, args.sample), ranks=max(2, args.ranks)))
     except JobSpecError as exc:
-        return report(0, exc, EXIT_USAGE)
+        return report(0, exc, EXIT_BAD_INPUT)
     return EXIT_OK
 
 
-def cmd_inspect(args) -> int:
+def cmd_inspect(args: argparse.Namespace) -> int:
     from . import report as reporting
 
     try:

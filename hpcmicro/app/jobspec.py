@@ -25,28 +25,33 @@ import difflib
 import functools
 import importlib
 import inspect
+import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, NoReturn, Sequence, overload
+
+from ..constants import DEVICES, OP_NAMES, POLICY_NAMES
+from ..errors import InvalidCall
+from ..options import Options
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["JobSpec", "JobSpecError", "load", "CALLS", "OPS", "POLICIES", "TASK_SOURCES"]
+__all__ = ["JobSpec", "JobSpecError", "load", "check_option", "CALLS", "TASK_SOURCES", "OPTION_DEFAULTS"]
 
 CALLS = ("map", "map_reduce")
-OPS = ("sum", "prod", "min", "max")  # hpcmicro.engine.combine.OPS (a test keeps them in step)
-POLICIES = ("static", "steal")  # hpcmicro.engine.policies.POLICIES (likewise)
 TASK_SOURCES = ("range", "blocks", "list")
+# The Runtime options a spec may set, and the names each takes: a spec's value is
+# checked against the same names, and by the same Options, as hm.Runtime's.
+_SPEC_OPTIONS = {"policy": POLICY_NAMES, "device": DEVICES}
 
 _TOP_KEYS = ("job", "tasks")
 _JOB_KEYS = ("name", "kernel", "call", "op", "policy", "output", "args", "device", "setup", "finalize")
-DEVICES = ("auto", "cpu", "gpu")  # hpcmicro.mpi.devices.DEVICES
 _RANGE_KEYS = ("n", "chunk")
 _BLOCKS_KEYS = ("shape", "block")
 _KERNEL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -55,7 +60,7 @@ _KERNEL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_
 class JobSpecError(ValueError):
     """A spec that cannot run. ``key`` is the dotted key at fault (None: the whole file)."""
 
-    def __init__(self, path, key: str | None, reason: str):
+    def __init__(self, path: str | os.PathLike, key: str | None, reason: str) -> None:
         self.path = str(path)
         self.key = key
         self.reason = reason
@@ -80,13 +85,14 @@ class JobSpec:
     tasks_value: Any  # the table or array under [tasks], as written
     device: str = "auto"
     setup: Callable | None = field(default=None, repr=False)  # rank 0, before the call: setup(**args)
-    finalize: Callable | None = field(default=None, repr=False)  # rank 0, after the output: finalize(result, path, **args)
+    # rank 0, after the output is written: finalize(result, path, **args); a str it returns is printed
+    finalize: Callable | None = field(default=None, repr=False)
 
     def kernel_callable(self) -> Callable:
         """The kernel with ``[job.args]`` bound (a partial pickles, unlike a closure)."""
         return functools.partial(self.function, **self.args) if self.args else self.function
 
-    def build_tasks(self):
+    def build_tasks(self) -> Any:
         """The tasks argument of the call: ``hm.Range``, ``hm.Blocks`` or a list of payloads."""
         from ..engine.tasks import Blocks, Range  # no MPI in there
 
@@ -104,15 +110,10 @@ class JobSpec:
     def with_overrides(self, policy: str | None = None, output: str | None = None,
                        device: str | None = None) -> "JobSpec":
         """The spec with command-line overrides applied (checked like the file's values)."""
-        changes = {}
-        if device is not None:
-            if device not in DEVICES:
-                raise JobSpecError(self.path, "--device", _bad_choice("device", device, DEVICES))
-            changes["device"] = device
-        if policy is not None:
-            if policy not in POLICIES:
-                raise JobSpecError(self.path, "--policy", _bad_choice("policy", policy, POLICIES))
-            changes["policy"] = policy
+        changes: dict[str, Any] = {}
+        for name, value in (("device", device), ("policy", policy)):
+            if value is not None:
+                changes[name] = check_option(self.path, f"--{name}", name, value)
         if output is not None:
             if not output:
                 raise JobSpecError(self.path, "--output", "must not be empty")
@@ -123,7 +124,7 @@ class JobSpec:
 # -- loading -------------------------------------------------------------------------------
 
 
-def load(path, overrides=()) -> JobSpec:
+def load(path: str | os.PathLike, overrides: Sequence[str] = ()) -> JobSpec:
     """Read, parse and validate the spec at ``path``; import its kernel. Raise JobSpecError.
 
     ``overrides``: ``"dotted.key=VALUE"`` strings (the CLI's ``--set``), VALUE
@@ -181,7 +182,7 @@ class _Validator:
         self.path = path
         self.text = text
 
-    def fail(self, key, reason):
+    def fail(self, key: str | None, reason: str) -> NoReturn:
         raise JobSpecError(self.path, key, reason)
 
     # -- generic checks --------------------------------------------------------------------
@@ -190,16 +191,22 @@ class _Validator:
             if key not in valid:
                 self.fail(_join(prefix, key), "unknown key; " + _suggest(key, valid))
 
-    def table(self, parent: dict, key: str, prefix: str, required: bool) -> dict | None:
+    def table(self, parent: dict, key: str, prefix: str, required: bool) -> dict:
+        """``parent[key]``, a table; an optional one that is absent reads as empty."""
         dotted = _join(prefix, key)
         if key not in parent:
             if required:
                 self.fail(dotted, "missing required table")
-            return None
+            return {}
         value = parent[key]
         if not isinstance(value, dict):
             self.fail(dotted, f"expected a table, got {_describe(value)}")
         return value
+
+    @overload
+    def string(self, table: dict, key: str, prefix: str, required: Literal[True]) -> str: ...
+    @overload
+    def string(self, table: dict, key: str, prefix: str, required: bool = False) -> str | None: ...
 
     def string(self, table: dict, key: str, prefix: str, required: bool = False) -> str | None:
         dotted = _join(prefix, key)
@@ -251,6 +258,13 @@ class _Validator:
             self.fail(_join(prefix, key), _bad_choice(key, value, choices))
         return value
 
+    def option(self, table: dict, name: str) -> str:
+        """``job.<name>``, a Runtime option: its default and checks are Options' own."""
+        value = self.string(table, name, "job")
+        if value is None:
+            return OPTION_DEFAULTS[name]
+        return check_option(self.path, f"job.{name}", name, value)
+
     # -- the document ----------------------------------------------------------------------
     def validate(self, doc: dict) -> JobSpec:
         self.known_keys(doc, _TOP_KEYS, "")
@@ -266,17 +280,17 @@ class _Validator:
         kernel = self.string(job, "kernel", "job", required=True)
         if not _KERNEL_RE.match(kernel):
             self.fail("job.kernel", f"expected 'module:function', got {kernel!r}")
-        op = self.choice(job, "op", "job", OPS, None)
+        op = self.choice(job, "op", "job", OP_NAMES, None)
         call = self.choice(job, "call", "job", CALLS, "map_reduce" if op is not None else "map")
         if call == "map" and op is not None:
             self.fail("job.op", "only applies to call = 'map_reduce' (this job's call is 'map')")
         if call == "map_reduce" and op is None:
             op = "sum"  # as Runtime.map_reduce
-        policy = self.choice(job, "policy", "job", POLICIES, "steal")
+        policy = self.option(job, "policy")
         output = self.string(job, "output", "job")
         if output is None:
             output = f"{name}.h5"
-        args = self.table(job, "args", "job", required=False) or {}
+        args = self.table(job, "args", "job", required=False)
         for key in args:
             if not key.isidentifier():
                 self.fail(f"job.args.{_quote_key(key)}", "not a valid Python keyword argument name")
@@ -286,7 +300,7 @@ class _Validator:
             where = {"range": "tasks.range.n", "blocks": "tasks.blocks.shape", "list": "tasks.list"}[source]
             self.fail(where, "map_reduce needs at least one task; this gives none")
 
-        device = self.choice(job, "device", "job", DEVICES, "auto")
+        device = self.option(job, "device")
         function = self.import_kernel(kernel)
         self.check_arguments(kernel, function, args)
         hooks = {}
@@ -351,7 +365,7 @@ class _Validator:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             self.fail("job.kernel", f"importing module {module_name!r} failed: {_explain(exc)}")
-        obj = module
+        obj: Any = module
         for i, part in enumerate(attr_path.split(".")):
             if not hasattr(obj, part):
                 owner = module_name + "".join("." + p for p in attr_path.split(".")[:i])
@@ -393,6 +407,25 @@ class _Validator:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+# Every Runtime option's default, as Options defines it: for the spec, the CLI and the batch scripts.
+OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Options)}
+
+
+def check_option(path: str | os.PathLike, key: str, name: str, value: str) -> str:
+    """``value`` for Runtime option ``name``, as the spec (or the flag) ``key`` gives it; JobSpecError if bad.
+
+    An unknown name gets the spec's message (the choices, a close match); any
+    other rule is Options', so the spec refuses what hm.Runtime would.
+    """
+    if value not in _SPEC_OPTIONS[name]:
+        raise JobSpecError(path, key, _bad_choice(name, value, _SPEC_OPTIONS[name]))
+    given: dict[str, Any] = {name: value}
+    try:
+        Options(**given)
+    except InvalidCall as exc:
+        raise JobSpecError(path, key, str(exc)) from None
+    return value
 
 
 def _count_tasks(source: str, value) -> int:

@@ -1,6 +1,6 @@
 """``hpcmicro report``: a run's statistics as a table, and its timeline as a plot.
 
-Reads a result file of ``hpcmicro run`` (HDF5, attribute ``stats``), a
+Reads a result file of ``hpcmicro run`` (through ``hpcmicro.io.results``), a
 checkpoint (progress of each call), or a Chrome trace written with
 ``trace=`` / ``--trace``. The plot (matplotlib) is a per-rank Gantt chart of
 the tasks and the workers' utilization over time.
@@ -12,6 +12,7 @@ import json
 
 import numpy
 
+from ..io.results import Result, file_kind, read_result
 from ..observe.stats import format_table
 
 __all__ = ["describe_file", "inspect_file", "load_trace", "plot_trace", "utilization_over_time"]
@@ -19,38 +20,33 @@ __all__ = ["describe_file", "inspect_file", "load_trace", "plot_trace", "utiliza
 
 def describe_file(path: str) -> str:
     """A text report of a result file or a checkpoint."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        attrs = dict(f.attrs)
-    if attrs.get("format") == "hpcmicro-checkpoint":
+    if file_kind(path) == "checkpoint":
         return _describe_checkpoint(path)
-    if "stats" not in attrs:
-        raise ValueError(f"{path}: neither an hpcmicro result file (no 'stats' attribute) nor a checkpoint")
-    stats = json.loads(attrs["stats"])
-    head = [f"{path}: job {attrs.get('job', '?')}, kernel {attrs.get('kernel', '?')}, "
-            f"{attrs.get('ranks', '?')} ranks, hpcmicro {attrs.get('hpcmicro_version', '?')}, {attrs.get('created', '')}"]
-    return "\n".join(head + [format_table(stats)])
+    return _describe_result(read_result(path, value=False))
+
+
+def _describe_result(result: Result) -> str:
+    a = result.attrs
+    head = [f"{result.path}: job {a.job or '?'}, kernel {a.kernel or '?'}, {a.ranks or '?'} ranks, "
+            f"hpcmicro {a.version or '?'}, {a.created}"]
+    return "\n".join(head + [format_table(a.stats)])
 
 
 def inspect_file(path: str) -> str:
     """``describe_file`` plus what a result file holds and the spec that made it."""
-    import h5py
-
-    text = describe_file(path)
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") == "hpcmicro-checkpoint":
-            return text
-        lines = [text, "", "datasets:"]
-        f.visititems(lambda name, obj: lines.append(
-            f"  /{name}: shape {obj.shape}, {obj.dtype}" + (f", encoding {obj.attrs['encoding']}"
-                                                            if "encoding" in obj.attrs else ""))
-            if isinstance(obj, h5py.Dataset) else None)
-        for key in ("call", "op", "policy", "tasks", "wall_s", "trace"):
-            if key in f.attrs and f.attrs[key] != "":
-                lines.append(f"{key}: {f.attrs[key]}")
-        if "spec" in f.attrs:
-            lines += ["spec:", *("  " + line for line in str(f.attrs["spec"]).splitlines())]
+    if file_kind(path) == "checkpoint":
+        return _describe_checkpoint(path)
+    result = read_result(path, value=False)
+    a = result.attrs
+    lines = [_describe_result(result), "", "datasets:"]
+    lines += [f"  {d.name}: shape {d.shape}, {d.dtype}" + (f", encoding {d.encoding}" if d.encoding else "")
+              for d in result.datasets]
+    for key, value in (("call", a.call), ("op", a.op), ("policy", a.policy),
+                       ("tasks", a.tasks if a.tasks_source else None), ("wall_s", a.wall_s), ("trace", a.trace)):
+        if value not in (None, ""):
+            lines.append(f"{key}: {value}")
+    if a.spec:
+        lines += ["spec:", *("  " + line for line in a.spec.splitlines())]
     return "\n".join(lines)
 
 
@@ -79,7 +75,7 @@ def load_trace(path: str) -> dict:
     return {r: (numpy.array([s for s, _ in v]), numpy.array([d for _, d in v])) for r, v in sorted(per_rank.items())}
 
 
-def utilization_over_time(trace: dict, bins: int = 100):
+def utilization_over_time(trace: dict, bins: int = 100) -> tuple[numpy.ndarray, numpy.ndarray]:
     """(bin centres, fraction of workers busy) over the span of the trace."""
     if not trace:
         return numpy.empty(0), numpy.empty(0)
@@ -103,7 +99,7 @@ def plot_trace(trace_path: str, out_png: str, title: str = "") -> None:
         raise RuntimeError("plotting needs matplotlib: pip install matplotlib") from None
     trace = load_trace(trace_path)
     fig, (gantt, util) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for row, (rank, (starts, durs)) in enumerate(trace.items()):
+    for row, (starts, durs) in enumerate(trace.values()):
         gantt.broken_barh(list(zip(starts, durs)), (row - 0.4, 0.8), facecolors=f"C{row % 10}", linewidth=0)
     gantt.set_yticks(range(len(trace)), [f"rank {r}" for r in trace])
     gantt.set_title(title or f"tasks per worker ({trace_path})")

@@ -29,15 +29,21 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
+
+from ..constants import EXIT_PREEMPTED, MPICH_ENV
+from .jobspec import OPTION_DEFAULTS
 
 __all__ = ["BatchOptions", "SubmitError", "render", "example", "write_examples", "submit",
-           "parse_time", "KINDS", "EXAMPLES", "GPU_BIND", "EXIT_PREEMPTED"]
+           "parse_time", "KINDS", "EXAMPLES", "GPU_BIND"]
 
 KINDS = ("cpu", "gpu", "preemptible", "array")
-EXIT_PREEMPTED = 75  # hpcmicro run's status after a checkpoint on SIGTERM/SIGUSR1 (cli.EXIT_PREEMPTED)
 DEFAULT_SIGNAL_S = 120  # --signal=B:USR1@120: two minutes to finish running tasks and write a checkpoint
+# How long the ranks let running tasks finish after USR1 before the final checkpoint (the Runtime's
+# preempt_grace): USR1 must come more than that, plus a checkpoint's write, before the time limit.
+DEFAULT_PREEMPT_GRACE_S: float = OPTION_DEFAULTS["preempt_grace"]
 DEFAULT_MPI = "pmi2"  # srun's PMI for the MPICH wheel and most MPICH builds; Open MPI: pmix
 
 # Shows each rank only its GPU: the SLURM_LOCALID-th (modulo their number) of the GPUs
@@ -82,6 +88,7 @@ class BatchOptions:
     account: str | None = None
     preemptible: bool = False
     signal_s: int = DEFAULT_SIGNAL_S
+    preempt_grace_s: float = DEFAULT_PREEMPT_GRACE_S  # what the run is given (--preempt-grace), for the checks
     checkpoint: str | None = None
     checkpoint_every: float | None = None
     mpi: str = DEFAULT_MPI
@@ -139,6 +146,9 @@ def validate(opts: BatchOptions) -> None:
         if opts.signal_s >= limit:
             raise SubmitError(f"--signal-seconds {opts.signal_s} is not less than the time limit "
                               f"({opts.time} = {limit} s): the warning would come before the job starts")
+        if opts.signal_s <= opts.preempt_grace_s:
+            raise SubmitError(f"--signal-seconds {opts.signal_s} leaves no time for the checkpoint: running "
+                              f"tasks get up to {opts.preempt_grace_s:g} s (--preempt-grace) before it is written")
     if opts.checkpoint_every is not None and not opts.checkpoint_every > 0:
         raise SubmitError(f"--checkpoint-every must be > 0, got {opts.checkpoint_every}")
     if not re.match(r"^[a-z0-9_]+$", opts.mpi):
@@ -171,8 +181,8 @@ def _header(opts: BatchOptions) -> str:
         "gpu": ("GPU job: one rank per GPU; each rank sees only the SLURM_LOCALID-th GPU of its node.",
                 "sbatch slurm/gpu.sbatch JOB.toml [hpcmicro run options]"),
         "preemptible": ("preemptible job: on USR1 (sent N s before the time limit, or by scancel) the run\n"
-                        "# checkpoints and exits 75, this script requeues the job, and the requeued job\n"
-                        "# resumes from the checkpoint. The job ends COMPLETED only when the work is done.",
+                        f"# checkpoints and exits {EXIT_PREEMPTED}, this script requeues the job, and the requeued"
+                        " job\n# resumes from the checkpoint. The job ends COMPLETED only when the work is done.",
                         "sbatch slurm/preemptible.sbatch JOB.toml [hpcmicro run options]"),
         "array": ("job array: many independent runs from one submission, one job spec per array task.",
                   "sbatch --array=0-2 slurm/array.sbatch a.toml b.toml c.toml   # task i runs argument i\n"
@@ -241,7 +251,7 @@ set -uo pipefail
 PYTHON=${{HPCMICRO_PYTHON:-{_q(opts.python)}}}   # HPCMICRO_PYTHON overrides (the tests set it)
 export PYTHONUNBUFFERED=1          # log lines appear as they happen
 # More ranks on a node than cores (a laptop, CI): let waiting MPICH ranks yield the core.
-# export MPIR_CVAR_CH4_PROGRESS_THROTTLE=true MPIR_CVAR_POLLS_BEFORE_YIELD=1
+# export {" ".join(f"{name}={value}" for name, value in MPICH_ENV.items())}
 """
 
 
@@ -310,6 +320,7 @@ echo "hpcmicro: job ${SLURM_JOB_ID}${SLURM_ARRAY_TASK_ID:+ (array task $SLURM_AR
 "${LAUNCH[@]}" "$PYTHON" -m hpcmicro run "$JOB_SPEC" "${RUN_ARGS[@]}"
 """
 
+# @PREEMPTED@ and @GRACE@ are filled in by _run_preemptible (str.format would trip over bash's braces).
 _RUN_PREEMPTIBLE = """
 # A requeued job must resume, not start afresh: drop --fresh after the first start.
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
@@ -321,8 +332,8 @@ SELF=${SELF:-$SLURM_JOB_ID}
 echo "hpcmicro: job $SELF start ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST} at $(date '+%F %T'): $JOB_SPEC ${RUN_ARGS[*]}; checkpoint $CHECKPOINT"
 
 # USR1 (--signal=B:USR1@N, or scancel --signal=USR1 --batch) reaches this shell only: pass
-# it on to the ranks (srun forwards it), which finish or hand back their tasks, write a
-# checkpoint and exit 75. TERM (scancel, scontrol requeue, the time limit) reaches every
+# it on to the ranks (srun forwards it), which let running tasks finish (up to @GRACE@ s, --preempt-grace),
+# write a checkpoint and exit @PREEMPTED@. TERM (scancel, scontrol requeue, the time limit) reaches every
 # process; the ranks checkpoint, and this script must not requeue on its own then.
 preempted=0 terminated=0 step=
 on_usr1() { preempted=1; echo "hpcmicro: USR1 at $(date '+%T'): checkpoint and stop"; [ -z "$step" ] || kill -USR1 "$step" 2>/dev/null; }
@@ -344,9 +355,9 @@ if [ "$status" -eq 0 ]; then
     rm -f "$CHECKPOINT"   # the result is in the output file; a later run of the spec starts afresh
     exit 0
 fi
-# 75: checkpointed on request. Killed by USR1 (138: it came before hpcmicro was listening), or by
+# @PREEMPTED@: checkpointed on request. Killed by USR1 (138: it came before hpcmicro was listening), or by
 # any signal after our USR1: resume from the last checkpoint.
-if [ "$terminated" -eq 0 ] && { [ "$status" -eq 75 ] || [ "$status" -eq 138 ] ||
+if [ "$terminated" -eq 0 ] && { [ "$status" -eq @PREEMPTED@ ] || [ "$status" -eq 138 ] ||
                                 { [ "$preempted" -eq 1 ] && [ "$status" -gt 128 ]; }; }; then
     echo "hpcmicro: step exited $status; requeueing job $SELF"
     if scontrol requeue "$SELF"; then
@@ -363,13 +374,18 @@ exit "$status"
 """
 
 
+def _run_preemptible(opts: BatchOptions) -> str:
+    return (_RUN_PREEMPTIBLE.replace("@PREEMPTED@", str(EXIT_PREEMPTED))
+            .replace("@GRACE@", f"{opts.preempt_grace_s:g}"))
+
+
 def render(opts: BatchOptions) -> str:
     """The batch script for ``opts`` (validated)."""
     validate(opts)
     parts = ["#!/bin/bash\n", _header(opts), _sbatch_lines(opts), _environment(opts), _spec_selection(opts),
              _launch(opts)]
     if opts.preemptible:
-        parts += ["\n", _checkpoint_args(opts), _RUN_PREEMPTIBLE]
+        parts += ["\n", _checkpoint_args(opts), _run_preemptible(opts)]
     else:
         parts.append(_RUN_PLAIN)
     return "".join(parts)
@@ -391,7 +407,7 @@ def example(name: str) -> str:
     return render(EXAMPLES[name])
 
 
-def write_examples(folder) -> list[Path]:
+def write_examples(folder: str | os.PathLike) -> list[Path]:
     """(Re)write the example scripts into ``folder`` (``python -m hpcmicro.app.slurm slurm/``)."""
     folder = Path(folder)
     written = []
@@ -414,7 +430,8 @@ def sbatch_path() -> str:
     return found
 
 
-def submit(script_path, sbatch_args=(), cwd=None, timeout=60) -> str:
+def submit(script_path: str | os.PathLike, sbatch_args: Sequence[str] = (), cwd: str | os.PathLike | None = None,
+           timeout: float = 60) -> str:
     """``sbatch --parsable SCRIPT``; returns the job id. SubmitError when sbatch is missing or refuses."""
     argv = [sbatch_path(), "--parsable", *sbatch_args, str(script_path)]
     try:

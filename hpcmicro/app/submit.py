@@ -5,7 +5,7 @@
     hpcmicro submit a.toml b.toml c.toml --time 30     # a job array, one task per spec
 
 The script comes from the same template as the examples in ``slurm/``
-(hpcmicro/slurm.py); it is written to ``--script`` (default ``<job name>.sbatch``)
+(hpcmicro/app/slurm.py); it is written to ``--script`` (default ``<job name>.sbatch``)
 and submitted with ``sbatch``; the job id is printed on stdout. ``--dry-run``
 prints the script and submits nothing. Exit status: 0 submitted (or printed), 2
 a bad option or spec, no ``sbatch``, or ``sbatch`` refused the job. Nothing here
@@ -21,15 +21,16 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
-from .slurm import DEFAULT_MPI, DEFAULT_SIGNAL_S, BatchOptions, SubmitError, render, sbatch_path, submit
+from ..constants import EXIT_BAD_INPUT, EXIT_OK
+from .slurm import (DEFAULT_MPI, DEFAULT_PREEMPT_GRACE_S, DEFAULT_SIGNAL_S, BatchOptions, SubmitError, render,
+                    sbatch_path, submit)
 
 __all__ = ["add_submit_parser", "cmd_submit", "main"]
 
-EXIT_OK, EXIT_USAGE = 0, 2
 
-
-def add_submit_parser(subparsers) -> argparse.ArgumentParser:
+def add_submit_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``submit`` to the ``hpcmicro`` sub-commands (``subparsers`` of ``add_subparsers``)."""
     p = subparsers.add_parser(
         "submit", help="write a Slurm batch script for job specs and submit it with sbatch",
@@ -56,7 +57,8 @@ def add_submit_parser(subparsers) -> argparse.ArgumentParser:
                     help="on USR1 before the time limit (or scancel --signal=USR1 --batch), checkpoint, "
                          "requeue and resume; the job completes when the work is done")
     ft.add_argument("--signal-seconds", type=int, default=DEFAULT_SIGNAL_S, metavar="S",
-                    help=f"--preemptible: USR1 comes S seconds before the time limit (default {DEFAULT_SIGNAL_S})")
+                    help=f"--preemptible: USR1 comes S seconds before the time limit (default {DEFAULT_SIGNAL_S}); "
+                         "more than the run's --preempt-grace, to leave time for the checkpoint")
     ft.add_argument("--checkpoint", metavar="PATH",
                     help="checkpoint file (--preemptible default: <spec name>.ckpt.h5 in the submit folder)")
     ft.add_argument("--checkpoint-every", type=float, metavar="SECONDS", help="seconds between checkpoints")
@@ -74,7 +76,7 @@ def add_submit_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_submit(args) -> int:
+def cmd_submit(args: argparse.Namespace) -> int:
     try:
         opts = options_from_args(args)
         text = render(opts)
@@ -92,14 +94,14 @@ def cmd_submit(args) -> int:
         job_id = submit(script)
     except SubmitError as exc:
         _say(f"hpcmicro: error: {exc}", sys.stderr)
-        return EXIT_USAGE
+        return EXIT_BAD_INPUT
     log = f"{opts.job_name}-{job_id}_*.out" if opts.is_array else f"{opts.job_name}-{job_id}.out"
     _say(f"hpcmicro: wrote {script}; submitted job {job_id}; log {log}", sys.stderr)
     _say(job_id, sys.stdout)
     return EXIT_OK
 
 
-def options_from_args(args) -> BatchOptions:
+def options_from_args(args: argparse.Namespace) -> BatchOptions:
     """BatchOptions from the parsed command line; SubmitError for a bad spec or option."""
     from .jobspec import JobSpecError, load
 
@@ -113,7 +115,7 @@ def options_from_args(args) -> BatchOptions:
         run_args = shlex.split(args.run_args)
     except ValueError as exc:
         raise SubmitError(f"--run-args {args.run_args!r}: {exc}") from None
-    _check_run_args(args.specs[0], run_args)
+    run = _check_run_args(args.specs[0], run_args)
     for flag in ("--checkpoint", "--checkpoint-every"):
         if any(a == flag or a.startswith(flag + "=") for a in run_args):
             if getattr(args, flag[2:].replace("-", "_")) is not None:
@@ -136,6 +138,7 @@ def options_from_args(args) -> BatchOptions:
         kind=kind, job_name=name, nodes=args.nodes, ntasks_per_node=args.ntasks_per_node, time=args.time,
         gpus_per_node=args.gpus, cpus_per_task=args.cpus_per_task, partition=args.partition,
         account=args.account, preemptible=args.preemptible, signal_s=args.signal_seconds,
+        preempt_grace_s=run.preempt_grace if run is not None else DEFAULT_PREEMPT_GRACE_S,
         checkpoint=checkpoint if args.preemptible else None,
         checkpoint_every=args.checkpoint_every if args.preemptible else None, mpi=args.mpi,
         specs=[str(Path(s.path).resolve()) for s in specs], run_args=run_args, python=args.python,
@@ -143,19 +146,22 @@ def options_from_args(args) -> BatchOptions:
         submitted_by=f"`hpcmicro submit` (hpcmicro {__version__})")
 
 
-def _check_run_args(spec: str, run_args: list) -> None:
-    """``hpcmicro run`` must accept the extra options (checked here, not hours later in the job)."""
+def _check_run_args(spec: str, run_args: list) -> argparse.Namespace | None:
+    """``hpcmicro run`` must accept the extra options (checked here, not hours later in the job).
+
+    Returns them parsed (None when there are none): the script's checks need some of them.
+    """
     if not run_args:
-        return
+        return None
     from .cli import build_parser
 
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            build_parser().parse_args(["run", spec, *run_args])
+            return build_parser().parse_args(["run", spec, *run_args])
     except SystemExit:
-        reason = err.getvalue().strip().splitlines()
-        reason = reason[-1].split("error: ", 1)[-1] if reason else "not accepted by hpcmicro run"
+        lines = err.getvalue().strip().splitlines()
+        reason = lines[-1].split("error: ", 1)[-1] if lines else "not accepted by hpcmicro run"
         raise SubmitError(f"--run-args: {reason}") from None
 
 
@@ -165,14 +171,14 @@ def _say(text, file) -> None:
     print(clean, file=file, flush=True)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hpcmicro.app.submit ...``: the same as ``hpcmicro submit ...``."""
     parser = argparse.ArgumentParser(prog="hpcmicro")
     add_submit_parser(parser.add_subparsers(dest="command", required=True))
     try:
         args = parser.parse_args(["submit", *(sys.argv[1:] if argv is None else argv)])
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     return args.handler(args)
 
 

@@ -108,7 +108,8 @@ def ordered_results(master: Master, n_roots: int) -> list:
     if not spawned:
         return values
     spawned.sort(key=lambda item: item[0])
-    out, j = [], 0
+    out: list = []
+    j = 0
     for i in range(n_roots):
         out.append(values[i])
         while j < len(spawned) and spawned[j][0][0] == i:

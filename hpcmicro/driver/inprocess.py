@@ -17,6 +17,7 @@ from .call import (
     CallSpec, Outcome, build_stats, make_executor, make_master, make_protocol, master_summary, ordered_results,
     reduced_value, stop_exception,
 )
+from .cooperative import drive_cooperatively
 from .master import drive_master
 from .worker import WorkerDriver
 
@@ -24,12 +25,26 @@ __all__ = ["run_inprocess"]
 
 
 def run_inprocess(spec: CallSpec, options, backend, *, workers: int = 1, resume=None, on_cut=None,
-                  checkpoint_every=None, progress=None, signal=lambda: 0, preempted=None) -> Outcome:
+                  checkpoint_every=None, progress=None, signal=lambda: 0, signal_pending=lambda: False,
+                  preempted=None) -> Outcome:
     """Run the call on ``workers`` worker threads; returns its Outcome (nothing is raised for a task error)."""
     world = InprocWorld(workers + 1)
     ranks = list(range(1, workers + 1))
     master = make_master(spec, options, ranks, [1.0] * workers, resume)
     executors = [make_executor(spec, options, r, 1, backend, process_rank=0) for r in ranks]
+    if workers == 1:  # nobody to balance with: no threads (see cooperative.py)
+        drive_cooperatively(master, world[1], world[0], make_protocol(executors[0], options),
+                            checkpoint_every=checkpoint_every, on_cut=on_cut, progress=progress, signal=signal,
+                            signal_pending=signal_pending)
+    else:
+        _drive_threads(master, world, executors, options, backend, checkpoint_every=checkpoint_every,
+                       on_cut=on_cut, progress=progress, signal=signal)
+    return _outcome(spec, options, master, executors, preempted)
+
+
+def _drive_threads(master, world, executors, options, backend, **drive) -> None:
+    """Each worker on a kernel thread and a mailbox thread; the master in the calling thread."""
+    ranks = [ex.stats.rank for ex in executors]
     drivers = [WorkerDriver(world[r], make_protocol(ex, options), device=backend.device)
                for r, ex in zip(ranks, executors)]
     errors: list = []
@@ -45,8 +60,7 @@ def run_inprocess(spec: CallSpec, options, backend, *, workers: int = 1, resume=
     for t in threads:
         t.start()
     try:
-        drive_master(master, world[0], checkpoint_every=checkpoint_every, on_cut=on_cut, progress=progress,
-                     signal=signal)
+        drive_master(master, world[0], **drive)
     finally:
         for d in drivers:
             d.cancel()
@@ -55,6 +69,9 @@ def run_inprocess(spec: CallSpec, options, backend, *, workers: int = 1, resume=
             t.join()
     if errors:
         raise errors[0]
+
+
+def _outcome(spec, options, master, executors, preempted) -> Outcome:
     stats = build_stats(spec, options, 1, master_summary(master, spec), [ex.stats.as_dict() for ex in executors],
                         [ex.times.summary() for ex in executors])
     timelines = [ex.times.raw(ex.stats.rank, spec.epoch) for ex in executors] if options.trace else None

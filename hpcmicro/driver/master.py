@@ -37,7 +37,7 @@ def drive_master(master, transport, *, checkpoint_every: float | None = None, on
     signalled = False
     while not master.done:
         now = clock() - start
-        if not signalled:
+        if not signalled:  # (the loop runs only while the call is on: a request taken is acted on)
             signum = signal()
             if signum:
                 signalled = True

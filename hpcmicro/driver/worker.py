@@ -21,7 +21,6 @@ import threading
 import time
 from collections import deque
 
-from ..engine import context as _context
 from ..engine.events import Signalled, TaskRan, Tick, worker_event
 from ..engine.worker import EXIT, WAIT
 

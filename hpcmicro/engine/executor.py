@@ -222,9 +222,9 @@ class Executor:
             self.times.block(t_start, block.start, len(values) + (failure is not None))
         outcome = True
         if failure is not None:  # retries as for any task, then record it or end the call
-            task_id, payload, exc = failure
-            ok, value = (self._retry(task_id, payload, block.priority, exc) if self.retries
-                         else (False, self._describe_failure(task_id, payload, exc)))
+            task_id, payload, error = failure
+            ok, value = (self._retry(task_id, payload, block.priority, error) if self.retries
+                         else (False, self._describe_failure(task_id, payload, error)))
         with self.lock:
             self.current.clear()
             if self.retired:

@@ -138,7 +138,7 @@ class Master:
         self.decision_counts: dict = {}
         self.preempt_grace_s = preempt_grace_s
         self.now = 0.0  # the latest time an event brought
-        self._next_sample = None
+        self._next_sample: float | None = None
         self._wanting: set = set()  # ranks whose last report asked for work (LOW/IDLE)
         self._hung: set = set()  # ranks whose task overran and that are not retired yet
         # snapshot rounds
@@ -221,14 +221,14 @@ class Master:
         if self.aborting:
             pass  # results of an aborted call go nowhere; snapshots and hand-backs too
         else:
-            in_round = self.snapshot_waiting is not None
-            if in_round and source not in self.snapshot_waiting and rep.snapshot is None:
+            waiting = self.snapshot_waiting
+            if waiting is not None and source not in waiting and rep.snapshot is None:
                 self._post_cut.append((rep.results, rep.failed))
             else:
                 self._absorb(rep.results, rep.failed)
             if rep.handback is not None:
                 self._take_handback(w, rep.handback)
-            if rep.snapshot is not None and in_round and source in self.snapshot_waiting:
+            if rep.snapshot is not None and waiting is not None and source in waiting:
                 self._take_snapshot(source, rep.snapshot, out)
         self._track_hung(w, rep)
         if rep.signal and not self.preempt_signal:
@@ -376,10 +376,12 @@ class Master:
             self._merge_tree(*tree_part)
 
     def _merge_tree(self, lengths, blocks) -> None:
-        new_lengths = any(k not in self.tree.lengths for k in lengths)
-        self.tree.merge(lengths, blocks)
+        tree = self.tree
+        assert tree is not None
+        new_lengths = any(k not in tree.lengths for k in lengths)
+        tree.merge(lengths, blocks)
         if new_lengths:
-            self.tree.settle()
+            tree.settle()
 
     # -- snapshots -------------------------------------------------------------------
     def _preempt(self, signum: int, out) -> None:
@@ -399,7 +401,8 @@ class Master:
             return  # tasks are still moving between ranks
         if self._want_round == "preempt":
             drained = all(w.state in (State.DRAINED, State.IDLE) for w in active)
-            if not (drained or self.now >= self.drain_deadline):
+            deadline = self.drain_deadline if self.drain_deadline is not None else 0.0
+            if not (drained or self.now >= deadline):
                 return
         self._round, self._want_round = self._want_round, None
         self.snapshot_waiting = {w.rank for w in active}
@@ -409,6 +412,7 @@ class Master:
             self._complete_snapshot(out)
 
     def _take_snapshot(self, source, snap, out) -> None:
+        assert self.snapshot_waiting is not None
         self.snapshot_waiting.discard(source)
         self._snapshots.append(snap)
         if self.tree is not None and snap.get("tree") is not None:
@@ -420,7 +424,7 @@ class Master:
         pending = self.pool.entries()
         for snap in self._snapshots:
             pending.extend(snap["pending"])
-        reason = self._round
+        reason = self._round or "checkpoint"
         out.append(CutReady(self._cut(pending), reason))
         for results, failed in self._post_cut:
             self._absorb(results, failed)
@@ -505,6 +509,7 @@ def _validate_tree(tree: PartialTree) -> None:
 def _pending_entries(state: CallState, payload_runs) -> list:
     """Queue entries for the pending tasks of a checkpointed call."""
     payloads = payload_runs  # the full payload list of the call, or None for decompositions
-    entries = [RootRun(a, b, p, payloads, 0 if payloads is not None else None) for a, b, p in state.pending_roots]
+    entries: list = [RootRun(a, b, p, payloads, 0 if payloads is not None else None)
+                     for a, b, p in state.pending_roots]
     entries.extend(Spawned(tuple(i), payload, p) for i, payload, p in state.pending_spawned)
     return entries

@@ -14,7 +14,7 @@ scheduling question through these hooks, and branch on nothing else.
 
 Cost model ("steal"). A message costs a few microseconds on a node and tens
 across nodes, a task costs whatever the kernel costs. So:
-- Seed half of the root tasks right away, in contiguous shares proportional to
+- Seed half of the root tasks right away (all of them to a lone worker), in contiguous shares proportional to
   each worker's capacity: with no measurement yet, this is what guided
   self-scheduling would hand out first, and it costs one message per worker.
 - Hand out the rest on request in chunks of ceil(pool * share / 2) (guided
@@ -132,6 +132,8 @@ class StealPolicy(Policy):
     IDLE_THIEF_MIN_QUEUED = 2
 
     def seed(self, pool, capacities):
+        if len(capacities) == 1:  # nobody to balance with: hand-outs on request would only cost round trips
+            return [pool.take_all()]
         counts = proportional_split(math.ceil(len(pool) * self.seed_fraction), capacities)
         return [pool.take_front(k) if k else [] for k in counts]
 

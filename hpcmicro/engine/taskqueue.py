@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import insort
 
-from .tasks import RootRun, Spawned
+from .tasks import Spawned
 
 __all__ = ["TaskQueue"]
 

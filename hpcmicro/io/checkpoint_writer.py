@@ -18,7 +18,7 @@ class CheckpointWriter:
     def __init__(self, path: str):
         self.path = path
         self._lock = threading.Lock()
-        self._queued = None
+        self._queued: list | None = None
         self._thread: threading.Thread | None = None
         self.writes = 0
         self.last_size = 0

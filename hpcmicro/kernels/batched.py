@@ -23,8 +23,6 @@ Nothing here imports MPI or cupy.
 
 from __future__ import annotations
 
-import functools
-
 import numpy
 
 from ..engine.executor import batch_form  # noqa: F401  (part of this module's API)

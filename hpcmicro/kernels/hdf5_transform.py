@@ -139,7 +139,9 @@ def _batch_impl(params: TransformParams, payloads, xp, rank: int = 0) -> list:
             items = _transform_host(params, ds, payloads, xp)
         else:
             items = _transform_pipelined(params, ds, payloads, xp)
-    name = _write(params, rank, shape, block, items) if items else None
+    if not items:
+        return []
+    name = _write(params, rank, shape, block, items)
     return [(os.path.relpath(os.path.join(params.parts, name), _out_dir(params)), p) for p in payloads]
 
 
@@ -202,7 +204,7 @@ def transform_batch(params: TransformParams, payloads) -> list:
     return _batch_impl(params, payloads, current_xp(), current_rank())
 
 
-transform.batch = transform_batch
+transform.batch = transform_batch  # type: ignore[attr-defined]  # the batched form (kernels/batched.py)
 
 
 def transform_kernel(params: TransformParams) -> Batched:

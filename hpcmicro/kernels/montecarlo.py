@@ -253,8 +253,8 @@ def integrate_batch(params: MCParams, payloads) -> list:
     return _integrate_batch_impl(params, payloads, current_xp())
 
 
-pi_hits.batch = pi_hits_batch
-integrate.batch = integrate_batch
+pi_hits.batch = pi_hits_batch  # type: ignore[attr-defined]  # the batched form (kernels/batched.py)
+integrate.batch = integrate_batch  # type: ignore[attr-defined]  # the batched form (kernels/batched.py)
 
 
 def pi_kernel(params: MCParams) -> Batched:

@@ -120,7 +120,7 @@ def force_block_batch(params: NBodyParams, payloads) -> list:
     return _batch_impl(params, payloads, current_xp())
 
 
-force_block.batch = force_block_batch
+force_block.batch = force_block_batch  # type: ignore[attr-defined]  # the batched form (kernels/batched.py)
 
 
 def force_kernel(params: NBodyParams) -> Batched:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["install", "uninstall", "requested", "clear"]
+__all__ = ["install", "uninstall", "requested", "pending", "clear"]
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -60,6 +60,11 @@ def requested() -> int:
     if value:
         _read = True
     return value
+
+
+def pending() -> bool:
+    """Whether a request is waiting, without taking it (cheap enough to ask between tasks)."""
+    return _requested != 0
 
 
 def clear() -> None:

@@ -63,7 +63,7 @@ def _failure_classes():
             if hasattr(MPI, name)}
 
 
-def is_process_failure(exc: BaseException) -> bool:
+def is_process_failure(exc: BaseException | None) -> bool:
     from mpi4py import MPI
 
     seen = set()
@@ -95,7 +95,7 @@ def shrink(comm):
         pass
     if 0 not in old_ranks:
         raise RuntimeError(
-            f"the master (rank 0) died; the run cannot continue in place: restart it from its checkpoint"
+            "the master (rank 0) died; the run cannot continue in place: restart it from its checkpoint"
         )
     return new, lost
 
@@ -107,6 +107,9 @@ def note_exit_status(status: int) -> None:
     """The status to leave with if ``skip_finalize_at_exit`` is in force (e.g. 75 when preempted)."""
     global _exit_status
     _exit_status = status
+
+
+_finalize_skipped = False
 
 
 def skip_finalize_at_exit() -> None:
@@ -121,9 +124,10 @@ def skip_finalize_at_exit() -> None:
     import os
     import sys
 
-    if getattr(skip_finalize_at_exit, "_installed", False):
+    global _finalize_skipped
+    if _finalize_skipped:
         return
-    skip_finalize_at_exit._installed = True
+    _finalize_skipped = True
     previous_hook = sys.excepthook
 
     def hook(exc_type, exc, tb):

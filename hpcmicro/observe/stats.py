@@ -98,4 +98,6 @@ def format_table(d: dict) -> str:
 
 
 def _t(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f}us" if seconds < 1e-3 else f"{seconds * 1e3:.2f}ms" if seconds < 1 else f"{seconds:.2f}s"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f}us"
+    return f"{seconds * 1e3:.2f}ms" if seconds < 1 else f"{seconds:.2f}s"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, kill_job, mpiexec, run_command, run_scenario
+from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, kill_job, mpiexec, run_command
 
 PARAMS = {"n": 300, "roots": 40, "every": 0.05}
 
@@ -48,7 +48,7 @@ def finish(proc, timeout):
     except subprocess.TimeoutExpired:
         kill_job(proc.pid)
         out, err = proc.communicate()
-        raise AssertionError(f"run did not finish in {timeout}s\n{MPIRun(None, out, err)}")
+        raise AssertionError(f"run did not finish in {timeout}s\n{MPIRun(None, out, err)}") from None
     return MPIRun(proc.returncode, out, err)
 
 

@@ -1,20 +1,23 @@
 """Every ready job in jobs/ runs (small sizes, via --set) under mpiexec and with plain
 python, and its output matches an independent reference."""
 
-import functools
+import math
+import re
 import sys
 
 import h5py
 import numpy as np
 import pytest
 
+from hpcmicro.io.results import read_result
 from tests.mpirun import ROOT, mpiexec, run_command
 
 JOBS = ROOT / "jobs"
 sys.path.insert(0, str(JOBS))  # the job modules, for the references
 
 
-def run_job(tmp_path, name, *overrides, ranks=3):
+def launch(tmp_path, name, *overrides, ranks=3):
+    """Run jobs/NAME.toml with ``--set`` overrides, output to tmp_path/NAME.h5; the finished run."""
     out = tmp_path / f"{name}.h5"
     argv = [sys.executable, "-m", "hpcmicro", "run", str(JOBS / f"{name}.toml"), "--output", str(out)]
     for o in overrides:
@@ -23,18 +26,31 @@ def run_job(tmp_path, name, *overrides, ranks=3):
         argv = [mpiexec(), "-n", str(ranks)] + argv
     run = run_command(argv, timeout=180, cwd=tmp_path)
     assert run.returncode == 0, str(run)
-    return out
+    return run
+
+
+def run_job(tmp_path, name, *overrides, ranks=3):
+    launch(tmp_path, name, *overrides, ranks=ranks)
+    return tmp_path / f"{name}.h5"
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
-def test_pi(tmp_path, ranks):
+def test_pi_prints_the_estimate_and_keeps_the_count(tmp_path, ranks):
     import pi_kernel
 
-    out = run_job(tmp_path, "pi", "tasks.range.n=40", "job.args.samples=20000", ranks=ranks)
-    with h5py.File(out) as f:
-        hits = int(f["result"][()])
-    assert hits == sum(pi_kernel.task_hits(i, 20000, 0) for i in range(40))
-    assert abs(4 * hits / (40 * 20000) - np.pi) < 0.02
+    n, samples = 40, 20000
+    run = launch(tmp_path, "pi", f"tasks.range.n={n}", f"job.args.samples={samples}", ranks=ranks)
+    hits = int(read_result(tmp_path / "pi.h5").value)
+    assert hits == sum(pi_kernel.task_hits(i, samples, 0) for i in range(n))  # the file holds the exact count
+    last = run.stdout.splitlines()[-1]
+    m = re.fullmatch(r"pi ~ (\d\.\d{5}) \((\d+) samples\)", last)
+    assert m, run.stdout
+    points = int(m[2])
+    assert points == n * samples and m[1] == f"{4 * hits / points:.5f}"
+    # Each point hits with probability p = pi/4, so 4 * hits / N has standard deviation
+    # 4 sqrt(p (1 - p) / N), 0.0018 here; 5 of those fail a correct kernel once in ~1.7 million seeds.
+    sigma = 4 * math.sqrt(math.pi / 4 * (1 - math.pi / 4) / points)
+    assert abs(float(m[1]) - math.pi) < 5 * sigma
 
 
 def test_mandelbrot_image_and_png(tmp_path):

@@ -109,7 +109,8 @@ class ScenarioTests:
         for rep in reps.values():
             assert rep["total"] == rep["check"]  # bitwise the fault-free value
             assert rep["map_ok"]
-            assert sum(rep["hung"]) == 1  # one task overran its timeout
+            if not (alone and self.transport == "inproc"):  # a lone in-process worker runs in the caller's thread:
+                assert sum(rep["hung"]) == 1  # one task overran its timeout      nobody watches it (see architecture)
             assert rep["tasks_run"] == 40  # the late result of a handed-over try was not counted
         if alone:
             assert reps[0]["wall"] >= hang, reps[0]["wall"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hpcmicro.constants import MPICH_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = ROOT / "slurm"
 LOCAL_CLUSTER = SLURM_DIR / "local-cluster.sh"
@@ -20,11 +22,7 @@ LOCAL_CONF = Path(os.environ.get("HPCMICRO_SLURM_DIR", "/var/tmp/hpcmicro-slurm"
 
 # What the jobs need from the test process: this interpreter, and MPICH ranks that yield
 # their core while they wait (the test node offers more CPUs than it has cores).
-JOB_ENV = {
-    "HPCMICRO_PYTHON": sys.executable,
-    "MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true",
-    "MPIR_CVAR_POLLS_BEFORE_YIELD": "1",
-}
+JOB_ENV = {"HPCMICRO_PYTHON": sys.executable, **MPICH_ENV}
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
             "DEADLINE", "PREEMPTED"}
@@ -169,7 +167,8 @@ def diagnostics(cluster, job_id, folder) -> str:
         parts += [f"--- {log}", log.read_text(errors="replace")[-4000:]]
     slurmd_log = LOCAL_CONF.parent / "log" / "slurmd.log"
     if slurmd_log.exists():
-        parts += [f"--- last lines of {slurmd_log}", "\n".join(slurmd_log.read_text(errors="replace").splitlines()[-15:])]
+        tail = slurmd_log.read_text(errors="replace").splitlines()[-15:]
+        parts += [f"--- last lines of {slurmd_log}", "\n".join(tail)]
     return "\n".join(parts)
 
 

@@ -10,7 +10,6 @@ result of an uninterrupted run.
 from __future__ import annotations
 
 import importlib.util
-import pickle
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import h5py
 import pytest
 
 from hpcmicro.app.submit import main as submit_main
+from hpcmicro.io.results import read_result
 from tests.slurm.slurmjobs import (ROOT, SLURM_DIR, TERMINAL, _run, assert_state, diagnostics, sbatch,
                                    wait_for)
 
@@ -54,7 +54,8 @@ def write_pi(folder: Path, name="pi", output=None) -> Path:
     """A small pi spec (and its kernel) in ``folder``."""
     (folder / "pi_kernel.py").write_text((JOBS / "pi_kernel.py").read_text())
     spec = folder / f"{name}.toml"
-    spec.write_text(f'[job]\nname = "{name}"\nkernel = "pi_kernel:hits"\nop = "sum"\noutput = "{output or name + ".h5"}"\n'
+    spec.write_text(f'[job]\nname = "{name}"\nkernel = "pi_kernel:hits"\nop = "sum"\n'
+                    f'output = "{output or name + ".h5"}"\n'
                     f'[job.args]\nsamples = {PI_SAMPLES}\nseed = 3\n[tasks]\nrange = {{ n = {PI_N}, chunk = 2 }}\n')
     return spec
 
@@ -69,17 +70,13 @@ def pi_reference() -> int:
 def write_slowsum(folder: Path, name="slowsum", kernel="value", tasks=PREEMPT_TASKS, call="op = \"sum\"") -> Path:
     (folder / "slowsum.py").write_text(SLOWSUM)
     spec = folder / f"{name}.toml"
-    spec.write_text(f'[job]\nname = "{name}"\nkernel = "slowsum:{kernel}"\n{call}\n[tasks]\nrange = {{ n = {tasks} }}\n')
+    spec.write_text(f'[job]\nname = "{name}"\nkernel = "slowsum:{kernel}"\n{call}\n'
+                    f'[tasks]\nrange = {{ n = {tasks} }}\n')
     return spec
 
 
 def result_of(path: Path):
-    with h5py.File(path, "r") as f:
-        ds = f["result"]
-        value = ds[()]
-        if ds.attrs["encoding"] == "pickle":
-            return [pickle.loads(b.tobytes()) for b in value] if ds.shape else pickle.loads(value.tobytes())
-        return value
+    return read_result(path).value
 
 
 def read_logs(folder: Path) -> str:
@@ -100,8 +97,8 @@ def test_cpu_script_runs_a_job_spec(cluster, tmp_path):
     records = wait_for(cluster, job, tmp_path, timeout=120)
     assert_state(cluster, records, tmp_path)
     assert int(result_of(tmp_path / "pi.h5")) == pi_reference()
-    with h5py.File(tmp_path / "pi.h5", "r") as f:
-        assert f.attrs["ranks"] == cluster.ranks and f.attrs["policy"] == "static"
+    attrs = read_result(tmp_path / "pi.h5", value=False).attrs
+    assert attrs.ranks == cluster.ranks and attrs.policy == "static"
     log = (tmp_path / f"hpcmicro-{job}.out").read_text()
     assert f"on {cluster.ranks} rank" in log and "-> pi.h5" in log
     assert_clean_log(log)
@@ -124,7 +121,8 @@ def test_array_script_runs_specs_and_list_lines(cluster, tmp_path):
     ranks = min(2, cluster.ranks)
     a, b = write_pi(tmp_path, "a"), write_pi(tmp_path, "b")
     runs = tmp_path / "runs.txt"
-    runs.write_text(f"# spec and options, one run a line\n{a} --output list0.h5\n\n{b} --output list1.h5 --policy static\n")
+    runs.write_text(f"# spec and options, one run a line\n{a} --output list0.h5\n\n"
+                    f"{b} --output list1.h5 --policy static\n")
     by_args = sbatch(cluster, SLURM_DIR / "array.sbatch", [a, b],
                      ["--array=0-1", f"--ntasks-per-node={ranks}", "--time=5"], cwd=tmp_path)
     by_list = sbatch(cluster, SLURM_DIR / "array.sbatch", [runs],
@@ -136,8 +134,7 @@ def test_array_script_runs_specs_and_list_lines(cluster, tmp_path):
     expected = pi_reference()
     for out in ("a.h5", "b.h5", "list0.h5", "list1.h5"):
         assert int(result_of(tmp_path / out)) == expected, out
-    with h5py.File(tmp_path / "list1.h5", "r") as f:
-        assert f.attrs["policy"] == "static"
+    assert read_result(tmp_path / "list1.h5", value=False).attrs.policy == "static"
     assert sorted(p.name for p in tmp_path.glob("*.out")) == sorted(
         f"hpcmicro-{job}_{i}.out" for job in (by_args, by_list) for i in (0, 1))
     assert_clean_log(read_logs(tmp_path))
@@ -285,8 +282,8 @@ def test_every_ready_job_runs_under_srun(cluster, tmp_path):
         args = [JOBS / f"{name}.toml", "--output", tmp_path / f"{name}.h5"]
         for o in overrides:
             args += ["--set", o]
-        jobs[name] = sbatch(cluster, SLURM_DIR / "cpu.sbatch", args,
-                            [f"--ntasks-per-node={cluster.ranks}", "--time=5", f"--job-name=ready-{name}"], cwd=tmp_path)
+        sbatch_args = [f"--ntasks-per-node={cluster.ranks}", "--time=5", f"--job-name=ready-{name}"]
+        jobs[name] = sbatch(cluster, SLURM_DIR / "cpu.sbatch", args, sbatch_args, cwd=tmp_path)
     for name, job in jobs.items():
         records = wait_for(cluster, job, tmp_path, timeout=180, what=f"the {name} job to end")
         assert_state(cluster, records, tmp_path)

@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from hpcmicro.app import slurm
 from hpcmicro.app.submit import main as submit_main
+from hpcmicro.constants import EXIT_PREEMPTED, MPICH_ENV
 from tests.slurm.slurmjobs import LOCAL_CLUSTER, ROOT, SLURM_DIR
 
 PI = ROOT / "jobs" / "pi.toml"
@@ -46,6 +46,12 @@ def test_preemptible_example_asks_for_the_signal_and_requeue():
     for line in ("#SBATCH --signal=B:USR1@120", "#SBATCH --requeue", "#SBATCH --open-mode=append"):
         assert line in text.splitlines()
     assert "scontrol requeue" in text
+
+
+def test_examples_show_the_mpich_settings_to_export():
+    line = "# export " + " ".join(f"{name}={value}" for name, value in MPICH_ENV.items())
+    for name in slurm.EXAMPLES:
+        assert line in slurm.example(name).splitlines(), name
 
 
 def test_local_cluster_script_usage():
@@ -79,11 +85,11 @@ echo "$*" >> "$FAKE_LOG"
 exit 0
 """
 # Stands in for `python -m hpcmicro run ...`: records its arguments; exits FAKE_STATUS,
-# or waits for USR1 and exits 75 (as hpcmicro does after its checkpoint) with FAKE_STATUS=wait.
-FAKE_PYTHON = """#!/bin/bash
+# or waits for USR1 and exits EXIT_PREEMPTED (as hpcmicro does after its checkpoint) with FAKE_STATUS=wait.
+FAKE_PYTHON = f"""#!/bin/bash
 echo "run $*" >> "$FAKE_LOG"
 if [ "$FAKE_STATUS" = wait ]; then
-    trap 'echo "run got USR1" >> "$FAKE_LOG"; exit 75' USR1
+    trap 'echo "run got USR1" >> "$FAKE_LOG"; exit {EXIT_PREEMPTED}' USR1
     for _ in $(seq 200); do sleep 0.05; done
     exit 9
 fi
@@ -134,7 +140,7 @@ def test_preemptible_done_removes_checkpoint_and_does_not_requeue(fake_slurm):
     assert "hpcmicro: done" in out
 
 
-@pytest.mark.parametrize("exit_status", [75, 138])  # checkpointed; killed by USR1 before hpcmicro listened
+@pytest.mark.parametrize("exit_status", [EXIT_PREEMPTED, 138])  # checkpointed; killed by USR1 before hpcmicro listened
 def test_preemptible_requeues_a_preempted_run(fake_slurm, exit_status):
     start, calls, folder = fake_slurm
     status, out = _finish(start(exit_status))
@@ -207,6 +213,15 @@ def test_submit_dry_run_preemptible_gpu(capsys, tmp_path):
     assert "bind-gpu" in out and "scontrol requeue" in out
 
 
+def test_submit_preemptible_states_the_runs_grace(capsys):
+    status, out, err = submit(capsys, PI, "--time", "1:00:00", "--preemptible", "--run-args", "--preempt-grace 30",
+                              "--dry-run")
+    assert status == 0, err
+    assert "running tasks finish (up to 30 s, --preempt-grace)" in out
+    assert "RUN_ARGS=(--preempt-grace 30)" in out.splitlines()
+    assert f'[ "$status" -eq {EXIT_PREEMPTED} ]' in out
+
+
 def test_submit_several_specs_make_an_array(capsys, tmp_path):
     other = tmp_path / "other.toml"
     other.write_text(PI.read_text().replace('output = "pi.h5"', 'output = "other.h5"'))
@@ -238,6 +253,12 @@ def test_submit_dry_run_matches_render(capsys):
     (["--time", "10", "--nodes", "0"], "--nodes must be an integer >= 1"),
     (["--time", "10", "--gpus", "-1"], "--gpus must be an integer >= 0"),
     (["--time", "2", "--preemptible"], "--signal-seconds 120 is not less than the time limit"),
+    (["--time", "10", "--preemptible", "--signal-seconds", "10"],
+     "--signal-seconds 10 leaves no time for the checkpoint: running tasks get up to 10 s (--preempt-grace)"),
+    (["--time", "10", "--preemptible", "--signal-seconds", "60", "--run-args", "--preempt-grace 90"],
+     "--signal-seconds 60 leaves no time for the checkpoint: running tasks get up to 90 s (--preempt-grace)"),
+    (["--time", "10", "--run-args", "--retries -1"],
+     "--run-args: argument --retries: retries must be an integer >= 0, got -1"),
     (["--time", "10", "--run-args", "--polcy static"], "--run-args: unrecognized arguments: --polcy static"),
     (["--time", "10", "--run-args", "'unclosed"], "--run-args"),
     (["--time", "10", "--checkpoint", "a.h5", "--run-args", "--checkpoint b.h5"], "--checkpoint is given twice"),

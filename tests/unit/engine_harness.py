@@ -142,7 +142,7 @@ class Cluster:
         for start, values in self.master.root_segments:
             finished += [(start + k,) for k in range(len(values))]
         finished += [i for i, _ in self.master.spawned_results]
-        for (source, dest), q in self.pairs.items():
+        for q in self.pairs.values():
             for tag, body in q:
                 if tag == Tag.TASKS:
                     for e in body[1]:
@@ -157,7 +157,7 @@ class Cluster:
                     if rep.handback is not None:
                         for e in rep.handback[0]:
                             pending += task_ids(e)
-        for r, ex in self.executors.items():
+        for ex in self.executors.values():
             if ex.retired:
                 continue
             for e in ex.queue.entries():

@@ -20,11 +20,14 @@ import pytest
 import hpcmicro
 from hpcmicro.app import cli
 from hpcmicro.app.jobspec import load
+from hpcmicro.constants import DEVICES, EXIT_BAD_INPUT, EXIT_OK, MPICH_ENV, ON_ERROR, POLICY_NAMES
+from hpcmicro.errors import InvalidCall
+from hpcmicro.io.checkpoint import CheckpointError
+from hpcmicro.options import HELP, Options
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
 MPIEXEC = shutil.which("mpiexec")
-MPI_ENV = {"MPIR_CVAR_CH4_PROGRESS_THROTTLE": "true", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
 ATTRIBUTES = {"spec", "job", "kernel", "args", "call", "op", "policy", "tasks", "ranks", "wall_s",
               "hpcmicro_version", "created", "stats"}
 
@@ -58,6 +61,11 @@ def pi_reference():
     return sum(module.hits(i, samples=PI_SAMPLES, seed=PI_SEED) for i in range(PI_N))
 
 
+def pi_estimate_line():
+    """The line jobs/pi.toml's finalize hook prints for the fixture's sizes."""
+    return f"pi ~ {4 * pi_reference() / (PI_N * PI_SAMPLES):.5f} ({PI_N * PI_SAMPLES} samples)"
+
+
 @pytest.fixture
 def pi_job(tmp_path):
     """jobs/pi.toml and jobs/pi_kernel.py copied to a temp folder, with fewer tasks and points."""
@@ -84,7 +92,7 @@ def run_mpiexec(n, *args, cwd=None, timeout=120):
     script = shutil.which("hpcmicro")
     command = [script] if script else [sys.executable, "-m", "hpcmicro"]
     return subprocess.run([MPIEXEC, "-n", str(n), *command, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=_env(MPI_ENV), cwd=cwd)
+                          timeout=timeout, env=_env(MPICH_ENV), cwd=cwd)
 
 
 def _env(extra):
@@ -232,9 +240,10 @@ def test_pi_in_process(pi_job, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr()
     assert out.err == ""
     lines = out.out.splitlines()
-    assert len(lines) == 1 and "\x1b" not in out.out
+    assert len(lines) == 2 and "\x1b" not in out.out  # the summary, then the finalize hook's estimate
     assert lines[0].startswith("pi: map_reduce(sum) over 10 tasks (10 run) on 1 rank, policy steal,")
     assert lines[0].endswith(f"; result {pi_reference()} -> pi.h5")
+    assert lines[1] == pi_estimate_line()
     check_pi_output(tmp_path / "pi.h5", ranks=1)  # relative to the current directory, not the spec
     assert no_temp_files(tmp_path)
 
@@ -245,7 +254,7 @@ def test_pi_in_process_with_overrides(pi_job, tmp_path, monkeypatch, capsys):
     target.parent.mkdir()
     target.write_bytes(b"an older file, replaced whole")
     assert cli.main(["run", str(pi_job), "--policy", "static", "--output", str(target)]) == 0
-    assert capsys.readouterr().out.rstrip().endswith(f"-> {target}")
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"-> {target}")
     assert check_pi_output(target, ranks=1, policy="static") == pi_reference()
     assert no_temp_files(target.parent)
 
@@ -254,8 +263,9 @@ def test_pi_under_mpiexec(pi_job, tmp_path):
     proc = run_mpiexec(3, "run", pi_job, "--output", "pi3.h5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 1, proc.stdout  # rank 0 only
+    assert len(lines) == 2, proc.stdout  # rank 0 only: the summary and the estimate
     assert " on 3 ranks, policy steal, " in lines[0]
+    assert lines[1] == pi_estimate_line()
     assert check_pi_output(tmp_path / "pi3.h5", ranks=3) == pi_reference()
     assert no_temp_files(tmp_path)
 
@@ -362,8 +372,8 @@ def test_result_encoding(tmp_path, any_spec, call, result, encoding, expected):
 def test_failed_write_leaves_no_trace(tmp_path, any_spec):
     path = tmp_path / "keep.h5"
     path.write_bytes(b"previous")
-    with pytest.raises(Exception):
-        cli.write_output(str(path), any_spec, [lambda: 0], STATS)  # a lambda does not pickle
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # a lambda does not pickle
+        cli.write_output(str(path), any_spec, [lambda: 0], STATS)
     assert path.read_bytes() == b"previous"
     assert no_temp_files(tmp_path)
 
@@ -378,3 +388,127 @@ def test_unwritable_result_exits_1(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("hpcmicro: error: cannot write lam.h5: ") and "Traceback" not in err
     assert not (tmp_path / "lam.h5").exists() and no_temp_files(tmp_path)
+
+
+# -- Runtime options: defaults, help and checks from hpcmicro.options ---------------------------
+
+# `hpcmicro run` flag -> the Options field it sets
+RUN_FLAGS = {"--checkpoint": "checkpoint", "--checkpoint-every": "checkpoint_every", "--retries": "retries",
+             "--on-error": "on_error", "--task-timeout": "task_timeout", "--preempt-grace": "preempt_grace",
+             "--trace": "trace", "--progress-every": "progress_every"}
+
+
+def run_actions():
+    run = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["run"]
+    return {flag: action for action in run._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("flag, name", sorted(RUN_FLAGS.items()))
+def test_run_flags_take_default_and_help_from_options(flag, name):
+    action = run_actions()[flag]
+    assert action.dest == name
+    assert action.default == next(f.default for f in dataclasses.fields(Options) if f.name == name)
+    assert action.help.replace("%%", "%").startswith(HELP[name])
+
+
+def test_policy_device_and_progress_flags_offer_the_shared_names():
+    actions = run_actions()
+    assert tuple(actions["--policy"].choices) == POLICY_NAMES
+    assert tuple(actions["--device"].choices) == DEVICES
+    assert tuple(actions["--on-error"].choices) == ON_ERROR
+    assert actions["--policy"].help.startswith(HELP["policy"])
+    assert actions["--progress"].help.startswith(HELP["progress"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--retries", "-1"], "argument --retries: retries must be an integer >= 0, got -1"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: checkpoint_every must be a positive number, got 0.0"),
+    (["--task-timeout", "-2"], "argument --task-timeout: task_timeout must be a positive number, got -2.0"),
+    (["--preempt-grace", "-1"], "argument --preempt-grace: preempt_grace must be a positive number, got -1.0"),
+    (["--progress-every", "x"], "argument --progress-every: invalid float value: 'x'"),
+])
+def test_bad_option_values_are_refused_by_options_before_mpi(tmp_path, argv, message, capsys):
+    assert cli.main(["run", str(tmp_path / "any.toml"), *argv]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"hpcmicro run: error: {message}" in err
+
+
+def test_run_options_from_the_command_line(pi_job):
+    args = cli.build_parser().parse_args(["run", str(pi_job), "--policy", "static", "--retries", "2", "--fresh",
+                                          "--on-error", "skip", "--task-timeout", "1.5", "--progress", "off",
+                                          "--checkpoint", "c.h5", "--preempt-grace", "0"])
+    spec = load(pi_job).with_overrides(policy=args.policy)
+    options = cli.run_options(spec, args)
+    assert isinstance(options, Options)
+    assert options.policy.name == "static" and options.device == "auto"
+    assert (options.retries, options.on_error, options.task_timeout, options.preempt_grace) == (2, "skip", 1.5, 0.0)
+    assert (options.resume, options.progress, options.checkpoint) == (False, False, "c.h5")
+    assert options.checkpoint_every == Options().checkpoint_every  # not given: the Runtime's default
+
+
+class RecordingRuntime:
+    """Stands in for hm.Runtime: records its options, then refuses to open (nothing runs)."""
+
+    seen: Options | None = None
+
+    def __init__(self, comm=None, options=None, **settings):
+        assert comm is None and not settings  # the CLI hands over one Options object
+        RecordingRuntime.seen = options
+
+    def open(self):
+        raise InvalidCall("recorded")
+
+
+def test_run_hands_the_flags_to_the_runtime(pi_job, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hpcmicro, "Runtime", RecordingRuntime, raising=False)
+    status = cli.main(["run", str(pi_job), "--device", "cpu", "--retries", "1", "--task-timeout", "4",
+                       "--checkpoint-every", "5", "--trace", "t.json", "--progress", "lines", "--fresh"])
+    assert status == EXIT_BAD_INPUT and "hpcmicro: error: recorded" in capsys.readouterr().err
+    seen = RecordingRuntime.seen
+    assert isinstance(seen, Options) and seen.policy.name == "steal"  # the spec's
+    given = {"device": "cpu", "retries": 1, "task_timeout": 4.0, "checkpoint_every": 5.0, "trace": "t.json",
+             "progress": "lines", "resume": False}
+    assert {name: getattr(seen, name) for name in given} == given
+    untouched = set(Options.field_names()) - set(given) - {"policy"}
+    assert {name: getattr(seen, name) for name in untouched} == {name: getattr(Options(), name) for name in untouched}
+
+
+# -- checkpoint errors name --fresh, once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("error, expected", [
+    (CheckpointError("f.h5: damaged; pass resume=False (CLI: --fresh) to start afresh"),
+     "f.h5: damaged; pass resume=False (CLI: --fresh) to start afresh"),
+    (CheckpointError("f.h5: damaged; pass resume=False to start afresh"),
+     "f.h5: damaged; pass --fresh to start afresh"),
+    (CheckpointError("f.h5: damaged"), "f.h5: damaged; run with --fresh to ignore the checkpoint and start afresh"),
+    (InvalidCall("rank 0: call 0 belongs to another job; pass resume=False to start afresh"),
+     "rank 0: call 0 belongs to another job; pass --fresh to start afresh"),
+    (InvalidCall("policy must be static or steal"), "policy must be static or steal"),
+])
+def test_cli_message_words_checkpoint_errors_for_the_command_line(error, expected):
+    assert cli.cli_message(error) == expected
+
+
+def test_damaged_checkpoint_exits_2_naming_fresh_once(pi_job, tmp_path):
+    checkpoint = tmp_path / "run.ckpt.h5"
+    checkpoint.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 50)
+    proc = run_cli("run", pi_job, "--checkpoint", checkpoint, cwd=tmp_path)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert proc.stderr.startswith(f"hpcmicro: error: {checkpoint}: ") and proc.stderr.count("--fresh") == 1
+    assert "Traceback" not in proc.stderr and not (tmp_path / "pi.h5").exists()
+    proc = run_cli("run", pi_job, "--checkpoint", checkpoint, "--fresh", cwd=tmp_path)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert check_pi_output(tmp_path / "pi.h5", ranks=1) == pi_reference()
+
+
+def test_checkpoint_of_another_job_exits_2_naming_fresh_once(pi_job, tmp_path):
+    checkpoint = tmp_path / "run.ckpt.h5"
+    assert run_cli("run", pi_job, "--checkpoint", checkpoint, cwd=tmp_path).returncode == EXIT_OK
+    other = ("--set", "job.args.seed=99")  # another job: its result differs
+    proc = run_cli("run", pi_job, "--checkpoint", checkpoint, *other, cwd=tmp_path)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert "belongs to a different job" in proc.stderr and proc.stderr.count("--fresh") == 1
+    proc = run_cli("run", pi_job, "--checkpoint", checkpoint, "--fresh", *other, cwd=tmp_path)
+    assert proc.returncode == EXIT_OK, proc.stderr

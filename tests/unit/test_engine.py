@@ -237,17 +237,17 @@ def test_hung_task_is_handed_back_and_its_late_result_dropped(policy):
 
 def test_worker_answers_a_steal_with_the_back_half_and_a_snapshot_with_its_queue():
     c = Cluster(square, list(range(20)), StealPolicy(), 1)
-    c.deliver_one()  # the seed: 10 tasks
+    c.deliver_one()  # the seed: all 20 tasks (a lone worker)
     proto, ex = c.workers[1], c.executors[1]
-    assert len(ex.queue) == 10
+    assert len(ex.queue) == 20
     (answer,) = proto.handle(StealAsked(7))
-    assert answer.dest == 7 and [(e.start, e.stop) for e in answer.entries] == [(5, 10)]
+    assert answer.dest == 7 and [(e.start, e.stop) for e in answer.entries] == [(10, 20)]
     (rep,) = proto.handle(SnapshotAsked())
-    assert [(e.start, e.stop) for e in rep.report.snapshot["pending"]] == [(0, 5)]
+    assert [(e.start, e.stop) for e in rep.report.snapshot["pending"]] == [(0, 10)]
     ex.run_one()
     proto.handle(TaskRan(True, 1.0))
     proto.validate()
-    assert len(ex.queue) == 4
+    assert len(ex.queue) == 9
 
 
 def test_an_aborted_worker_gives_nothing_to_thieves():

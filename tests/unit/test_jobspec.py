@@ -192,12 +192,25 @@ def test_example_pi_spec_loads():
     assert spec.build_tasks() == Range(1000, 1)
 
 
-def test_names_match_the_runtime():
-    from hpcmicro.engine.policies import POLICIES
-    from hpcmicro.engine.combine import OPS
+def test_spec_options_are_checked_by_options(tmp_path, monkeypatch):
+    """job.device and job.policy go through hpcmicro.options.Options: its rules apply, the key is named."""
+    from hpcmicro.errors import InvalidCall
+    from hpcmicro.options import Options
 
-    assert set(jobspec.OPS) == set(OPS)
-    assert set(jobspec.POLICIES) == set(POLICIES)
+    class NoGpuOptions(Options):
+        def __post_init__(self):
+            if self.device == "gpu":
+                raise InvalidCall("device 'gpu' is not available here")
+            super().__post_init__()
+
+    monkeypatch.setattr(jobspec, "Options", NoGpuOptions)
+    path = write_spec(tmp_path, MINIMAL.replace("[tasks]", 'device = "gpu"\n[tasks]'))
+    with pytest.raises(JobSpecError, match=r"job\.device: device 'gpu' is not available here"):
+        load(path)
+    spec = load(write_spec(tmp_path, MINIMAL))
+    assert spec.device == "auto" and spec.policy == "steal"  # Options' defaults
+    with pytest.raises(JobSpecError, match=r"--device: device 'gpu' is not available here"):
+        spec.with_overrides(device="gpu")
 
 
 def test_loading_does_not_import_mpi(tmp_path):
@@ -231,10 +244,12 @@ ERRORS = [
      r"unknown key; valid keys: args, call, device, finalize, kernel, name, op, output, policy, setup"),
     ('[job]\nname = "x"\n[tasks]\nlist = [1]\n', "job.kernel", r"missing required key"),
     ('[job]\nkernel = 3\n[tasks]\nlist = [1]\n', "job.kernel", r"expected a string, got integer 3"),
-    ('[job]\nkernel = "kmod.hits"\n[tasks]\nlist = [1]\n', "job.kernel", r"expected 'module:function', got 'kmod.hits'"),
+    ('[job]\nkernel = "kmod.hits"\n[tasks]\nlist = [1]\n', "job.kernel",
+     r"expected 'module:function', got 'kmod.hits'"),
     ('[job]\nkernel = "kmod:"\n[tasks]\nlist = [1]\n', "job.kernel", r"expected 'module:function'"),
     ('[job]\nkernel = "kmod:hits"\nname = ""\n[tasks]\nlist = [1]\n', "job.name", r"must not be empty"),
-    ('[job]\nkernel = "kmod:hits"\nname = "a/b"\n[tasks]\nlist = [1]\n', "job.name", r"must not contain path separators"),
+    ('[job]\nkernel = "kmod:hits"\nname = "a/b"\n[tasks]\nlist = [1]\n', "job.name",
+     r"must not contain path separators"),
     ('[job]\nkernel = "kmod:hits"\nname = ["a"]\n[tasks]\nlist = [1]\n', "job.name", r"expected a string, got array"),
     ('[job]\nkernel = "kmod:hits"\ncall = "mapreduce"\n[tasks]\nlist = [1]\n', "job.call",
      r"unknown call 'mapreduce'; use one of map, map_reduce \(did you mean 'map_reduce'\?\)"),
@@ -246,7 +261,8 @@ ERRORS = [
      r"unknown policy 'stael'; use one of static, steal \(did you mean 'steal'\?\)"),
     ('[job]\nkernel = "kmod:hits"\npolicy = true\n[tasks]\nlist = [1]\n', "job.policy",
      r"expected a string, got boolean True"),
-    ('[job]\nkernel = "kmod:hits"\noutput = 5\n[tasks]\nlist = [1]\n', "job.output", r"expected a string, got integer 5"),
+    ('[job]\nkernel = "kmod:hits"\noutput = 5\n[tasks]\nlist = [1]\n', "job.output",
+     r"expected a string, got integer 5"),
     ('[job]\nkernel = "kmod:hits"\noutput = ""\n[tasks]\nlist = [1]\n', "job.output", r"must not be empty"),
     # [job.args]
     ('[job]\nkernel = "kmod:hits"\nargs = 3\n[tasks]\nlist = [1]\n', "job.args", r"expected a table, got integer 3"),
@@ -261,23 +277,30 @@ ERRORS = [
     ('[job]\nkernel = "kmod:nopayload"\n[tasks]\nlist = [1]\n', "job.kernel",
      r"kmod:nopayload must take the task payload as its first positional argument"),
     # the kernel's module and function
-    ('[job]\nkernel = "nosuchmod:f"\n[tasks]\nlist = [1]\n', "job.kernel", r"no module named 'nosuchmod' \(searched .* first"),
+    ('[job]\nkernel = "nosuchmod:f"\n[tasks]\nlist = [1]\n', "job.kernel",
+     r"no module named 'nosuchmod' \(searched .* first"),
     ('[job]\nkernel = "kmod.sub:f"\n[tasks]\nlist = [1]\n', "job.kernel", r"no module named 'kmod.sub'"),
-    ('[job]\nkernel = "kmod:hitz"\n[tasks]\nlist = [1]\n', "job.kernel", r"'kmod' has no attribute 'hitz'; did you mean 'hits'\?"),
+    ('[job]\nkernel = "kmod:hitz"\n[tasks]\nlist = [1]\n', "job.kernel",
+     r"'kmod' has no attribute 'hitz'; did you mean 'hits'\?"),
     ('[job]\nkernel = "kmod:Holder.rn"\n[tasks]\nlist = [1]\n', "job.kernel",
      r"'kmod.Holder' has no attribute 'rn'; did you mean 'run'\?"),
-    ('[job]\nkernel = "kmod:VALUE"\n[tasks]\nlist = [1]\n', "job.kernel", r"'kmod:VALUE' is not callable \(it is integer 3\)"),
+    ('[job]\nkernel = "kmod:VALUE"\n[tasks]\nlist = [1]\n', "job.kernel",
+     r"'kmod:VALUE' is not callable \(it is integer 3\)"),
     # [tasks]
     ('[job]\nkernel = "kmod:hits"\n[tasks]\n', "tasks", r"no task source; give exactly one of range, blocks, list"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 1 }\nlist = [1]\n', "tasks",
      r"more than one task source \(range, list\); give exactly one"),
-    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrnage = { n = 1 }\n', "tasks.rnage", r"unknown key; did you mean 'range'\?"),
+    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrnage = { n = 1 }\n', "tasks.rnage",
+     r"unknown key; did you mean 'range'\?"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = 5\n', "tasks.range", r"expected a table, got integer 5"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { chunk = 2 }\n', "tasks.range.n", r"missing required key"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = -1 }\n', "tasks.range.n", r"must be >= 0, got -1"),
-    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 1.5 }\n', "tasks.range.n", r"expected an integer, got float 1.5"),
-    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = true }\n', "tasks.range.n", r"expected an integer, got boolean True"),
-    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 4, chunk = 0 }\n', "tasks.range.chunk", r"must be >= 1, got 0"),
+    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 1.5 }\n', "tasks.range.n",
+     r"expected an integer, got float 1.5"),
+    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = true }\n', "tasks.range.n",
+     r"expected an integer, got boolean True"),
+    ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 4, chunk = 0 }\n', "tasks.range.chunk",
+     r"must be >= 1, got 0"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nrange = { n = 4, chunks = 2 }\n', "tasks.range.chunks",
      r"unknown key; did you mean 'chunk'\?"),
     ('[job]\nkernel = "kmod:hits"\n[tasks]\nblocks = { shape = [8, 8], block = [4] }\n', "tasks.blocks.block",

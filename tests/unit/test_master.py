@@ -142,23 +142,23 @@ def test_error_during_a_checkpoint_round_still_ends_the_call():
 def test_preemption_during_a_checkpoint_round_takes_a_newer_cut():
     d = Driven([RootRun(0, 10)], StealPolicy(), [1], [1.0], "map")
     d.start()
-    d.report(1, report(State.BUSY, 1, queued=5))
+    d.report(1, report(State.BUSY, 1, queued=10))
     out = d.m.handle(CheckpointDue(d.now))
     assert out == [SendSnapshot(1)]
     out = d.m.handle(Preempt(15, d.now))
     assert out == [SendDrain(1)]
-    # The checkpoint round's snapshot: the worker holds tasks [0, 5) (the pool [5, 10)), 2 are done.
-    out = d.report(1, report(State.BUSY, 1, done=2, queued=3, snapshot={"pending": [RootRun(2, 5)], "tree": None}))
+    # The checkpoint round's snapshot: the lone worker got all 10 tasks, 2 are done.
+    out = d.report(1, report(State.BUSY, 1, done=2, queued=8, snapshot={"pending": [RootRun(2, 10)], "tree": None}))
     first = [i for i in out if isinstance(i, CutReady)]
     assert [c.reason for c in first] == ["checkpoint"] and not d.m.done
-    assert first[0].state.pending_roots == [(2, 5, 0), (5, 10, 0)]
+    assert first[0].state.pending_roots == [(2, 10, 0)]
     # Drained after 1 more: a second round, and the final cut holds it.
-    out = d.report(1, report(State.DRAINED, 1, done=1, queued=2))
+    out = d.report(1, report(State.DRAINED, 1, done=1, queued=7))
     assert out == [SendSnapshot(1)]
-    out = d.report(1, report(State.DRAINED, 1, queued=2, snapshot={"pending": [RootRun(3, 5)], "tree": None}))
+    out = d.report(1, report(State.DRAINED, 1, queued=7, snapshot={"pending": [RootRun(3, 10)], "tree": None}))
     final = [i for i in out if isinstance(i, CutReady)]
     assert [c.reason for c in final] == ["preempt"]
-    assert final[0].state.pending_roots == [(3, 5, 0), (5, 10, 0)]
+    assert final[0].state.pending_roots == [(3, 10, 0)]
     assert d.m.done and d.m.stop.kind == "preempted"
 
 
@@ -183,3 +183,21 @@ def test_a_hung_worker_alone_is_waited_for():
     assert d.tick(5.0) == []
     d.report(1, report(State.LOW, 1, done=2, queued=0))  # the slow task returned
     assert not d.m.workers[1].hung
+
+
+def test_no_worker_is_retired_during_a_snapshot_round():
+    # A hand-back in the middle of a round would put its tasks both in the pool and in a snapshot.
+    d = Driven([RootRun(0, 10)], StealPolicy(), [1, 2], [1.0, 1.0], "map")
+    d.start()
+    assert d.m.handle(CheckpointDue(d.now)) == []  # the seeds are still on their way
+    d.report(1, report(State.BUSY, 1, queued=3))
+    assert d.report(2, report(State.BUSY, 1, queued=2)) == [SendSnapshot(1), SendSnapshot(2)]
+    out = d.report(1, report(State.BUSY, 1, queued=2, hung=True))
+    assert not [i for i in out if isinstance(i, SendRetire)]  # not while the round is under way
+    d.report(1, report(State.BUSY, 1, queued=2, hung=True, snapshot={"pending": [RootRun(0, 3)], "tree": None}))
+    out = d.report(2, report(State.BUSY, 1, queued=2, snapshot={"pending": [RootRun(3, 5)], "tree": None}))
+    cuts = [i for i in out if isinstance(i, CutReady)]
+    assert len(cuts) == 1 and cuts[0].state.pending_roots == [(0, 3, 0), (3, 5, 0), (5, 10, 0)]
+    assert SendRetire(1) in out  # the round is over: now it may hand back
+    assert not d.m.workers[1].settled  # and no new round begins before its hand-back has arrived
+    assert d.m.handle(CheckpointDue(d.now)) == []

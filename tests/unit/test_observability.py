@@ -110,7 +110,7 @@ def test_cli_report_table_and_plot(tmp_path):
     out, trace, png = tmp_path / "pi.h5", tmp_path / "pi.json", tmp_path / "pi.png"
     spec = tmp_path / "pi.toml"
     spec.write_text((ROOT / "jobs" / "pi.toml").read_text().replace("n = 1000", "n = 40")
-                    .replace('kernel = "pi_kernel:hits"', f'kernel = "pi_kernel:hits"'))
+                    .replace('kernel = "pi_kernel:hits"', 'kernel = "pi_kernel:hits"'))
     (tmp_path / "pi_kernel.py").write_text((ROOT / "jobs" / "pi_kernel.py").read_text())
     cmd = [sys.executable, "-m", "hpcmicro"]
     run = subprocess.run(cmd + ["run", str(spec), "--output", str(out), "--trace", str(trace)],
