@@ -94,7 +94,35 @@ def format_table(d: dict) -> str:
         )
     if d.get("failed"):
         lines.append(f"failed tasks: {len(d['failed'])} (first: {d['failed'][0][0]})")
+    lines.extend(format_decisions(d.get("decisions") or {}))
     return "\n".join(lines)
+
+
+SHOW_DECISIONS = 12
+
+
+def format_decisions(decisions: dict, show: int = SHOW_DECISIONS) -> list[str]:
+    """The master's scheduling decisions: counts of each kind, then the latest ones, who and why."""
+    counts = decisions.get("counts") or {}
+    if not counts:
+        return []
+    latest = list(decisions.get("latest") or [])[-show:]
+    out = [f"decisions: {', '.join(f'{k} {n}' for k, n in sorted(counts.items()))}"
+           + (f" (the last {len(latest)}:)" if latest else "")]
+    for when, kind, details in latest:
+        out.append(f"  {when:>9.4f}s {kind}: {_describe_decision(kind, details)}")
+    return out
+
+
+def _describe_decision(kind: str, d: dict) -> str:
+    if kind == "steal":
+        return (f"worker {d['thief']} ({d['asked']}) takes {d['tasks']} tasks from worker {d['victim']}, "
+                f"which had {d['victim_queued']} queued ({_t(d['victim_work_s'])} of work): the most of anyone")
+    if kind == "chunk":
+        return f"worker {d['worker']} ({d['asked']}) gets {d['tasks']} tasks from the pool, {d['pool_left']} left"
+    if kind == "seed":
+        return f"worker {d['worker']} gets {d['tasks']} tasks to start with"
+    return ", ".join(f"{k} {v}" for k, v in d.items())
 
 
 def _t(seconds: float) -> str:

@@ -103,6 +103,14 @@ def test_steals_happen_and_are_logged_with_their_reason():
     assert steals and c.master.steals_brokered == len(steals) == c.master.decision_counts["steal"]
     assert all(d["thief"] != d["victim"] and d["asked"] in ("idle", "low") for d in steals)
     assert c.result() == tree_serial([(2, 0)])
+    # What `hpcmicro report` prints of them: the counts, then who took what from whom, and why.
+    from hpcmicro.observe.stats import format_decisions
+
+    lines = format_decisions({"counts": c.master.decision_counts, "latest": list(c.master.decisions)}, show=1000)
+    assert lines[0].startswith("decisions: ") and f"steal {len(steals)}" in lines[0]
+    last = steals[-1]
+    assert any(f"worker {last['thief']} ({last['asked']}) takes {last['tasks']} tasks from worker {last['victim']}"
+               in line for line in lines[1:])
 
 
 @pytest.mark.parametrize("policy", POLICIES)
