@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import time
 
-from ..engine.events import CheckpointDue, CutReady, Preempt, Start, TaskRan, Tick, WorkerReport, worker_event
+from ..engine.events import CutReady, Start, TaskRan, Tick, WorkerReport, worker_event
 from ..engine.worker import EXIT, RUN
+from .master import MasterTimers
 
 __all__ = ["drive_cooperatively"]
 
 SLICE_S = 0.01  # the kernel runs this long between looks at messages, signals and the clock
-PROGRESS_EVERY_S = 0.1
 IDLE_SLEEP_S = 0.001  # nothing to run and nothing in flight: only a deadline (the drain's grace) can move things
 
 
@@ -65,24 +65,12 @@ def drive_cooperatively(master, worker_transport, master_transport, protocol, *,
                 continue
             return moved
 
+    timers = MasterTimers(master, checkpoint_every, progress, signal)
     from_master(master.handle(Start(0.0)))
-    next_checkpoint = checkpoint_every
-    next_progress = 0.0
-    signalled = False
     while True:
         now = clock() - start
         pump(now)
-        if not signalled and not master.done:  # a request taken must be acted on: not after the end
-            signum = signal()
-            if signum:
-                signalled = True
-                from_master(master.handle(Preempt(signum, now)))
-        if next_checkpoint is not None and now >= next_checkpoint:
-            next_checkpoint = now + checkpoint_every
-            from_master(master.handle(CheckpointDue(now)))
-        if progress is not None and now >= next_progress:
-            next_progress = now + PROGRESS_EVERY_S
-            progress.update(master.finished, master.created)
+        from_master(timers(now))
         if pump(now):
             continue
         step, out = protocol.next_step(perf())
@@ -106,5 +94,4 @@ def drive_cooperatively(master, worker_transport, master_transport, protocol, *,
             if not pump(now) and not master.done:
                 time.sleep(IDLE_SLEEP_S)
     ex.stats.wall_s = perf() - t_start
-    if progress is not None:
-        progress.finish(master.finished, master.created)
+    timers.finish()

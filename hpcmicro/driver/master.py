@@ -6,9 +6,43 @@ import time
 
 from ..engine.events import CheckpointDue, CutReady, Preempt, Start, Tick, WorkerReport
 
-__all__ = ["drive_master"]
+__all__ = ["drive_master", "MasterTimers"]
 
 PROGRESS_EVERY_S = 0.1
+
+
+class MasterTimers:
+    """What the master's driver does by the clock, each time round its loop: take a preemption
+    request (once, and only while the call is on: a request taken must be acted on), say when a
+    checkpoint is due, update the progress display. Returns the master's instructions."""
+
+    def __init__(self, master, checkpoint_every=None, progress=None, signal=lambda: 0):
+        self.master = master
+        self.checkpoint_every = checkpoint_every
+        self.next_checkpoint = checkpoint_every
+        self.progress = progress
+        self.next_progress = 0.0
+        self.signal = signal
+        self.signalled = False
+
+    def __call__(self, now: float) -> list:
+        master, out = self.master, []
+        if not self.signalled and not master.done:
+            signum = self.signal()
+            if signum:
+                self.signalled = True
+                out += master.handle(Preempt(signum, now))
+        if self.next_checkpoint is not None and now >= self.next_checkpoint:
+            self.next_checkpoint = now + self.checkpoint_every
+            out += master.handle(CheckpointDue(now))
+        if self.progress is not None and now >= self.next_progress:
+            self.next_progress = now + PROGRESS_EVERY_S
+            self.progress.update(master.finished, master.created)
+        return out
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.finish(self.master.finished, self.master.created)
 
 
 def drive_master(master, transport, *, checkpoint_every: float | None = None, on_cut=None, progress=None,
@@ -31,23 +65,11 @@ def drive_master(master, transport, *, checkpoint_every: float | None = None, on
             else:
                 send(ins.dest, ins.tag, ins.body)
 
+    timers = MasterTimers(master, checkpoint_every, progress, signal)
     execute(master.handle(Start(0.0)))
-    next_checkpoint = checkpoint_every
-    next_progress = 0.0
-    signalled = False
     while not master.done:
         now = clock() - start
-        if not signalled:  # (the loop runs only while the call is on: a request taken is acted on)
-            signum = signal()
-            if signum:
-                signalled = True
-                execute(master.handle(Preempt(signum, now)))
-        if next_checkpoint is not None and now >= next_checkpoint:
-            next_checkpoint = now + checkpoint_every
-            execute(master.handle(CheckpointDue(now)))
-        if progress is not None and now >= next_progress:
-            next_progress = now + PROGRESS_EVERY_S
-            progress.update(master.finished, master.created)
+        execute(timers(now))
         envelope = transport.poll()
         if envelope is None:
             execute(master.handle(Tick(now)))
@@ -57,5 +79,4 @@ def drive_master(master, transport, *, checkpoint_every: float | None = None, on
         source, tag, body, nbytes = envelope
         execute(master.handle(WorkerReport(source, body, now, nbytes)))
     transport.flush()
-    if progress is not None:
-        progress.finish(master.finished, master.created)
+    timers.finish()

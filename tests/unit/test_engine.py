@@ -15,45 +15,13 @@ import hpcmicro as hm
 from hpcmicro.engine.combine import PartialTree
 from hpcmicro.engine.events import SnapshotAsked, StealAsked, TaskRan, Tick, WorkerReport
 from hpcmicro.engine.policies import StaticPolicy, StealPolicy
-from hpcmicro.kernels import synthetic
+from tests.multirank.scenarios import fp_value, square, tree_node, tree_serial
 from tests.unit.engine_harness import Cluster, check_cut
 
 POLICIES = [StealPolicy, StaticPolicy]
 
 
-def tree_node(payload):
-    """Node (v, depth) has v % 3 children, down to depth 4; its value names it."""
-    v, depth = payload
-    if depth < 4:
-        for k in range(v % 3):
-            hm.context().spawn((v * 7 + k + 1, depth + 1))
-    return f"{v}.{depth};"
-
-
-def tree_serial(roots):
-    out = []
-
-    def visit(p):
-        v, depth = p
-        out.append(f"{v}.{depth};")
-        if depth < 4:
-            for k in range(v % 3):
-                visit((v * 7 + k + 1, depth + 1))
-
-    for p in roots:
-        visit(p)
-    return out
-
-
 ROOTS = [(v, 0) for v in range(2, 40)]
-
-
-def square(x):
-    return x * x
-
-
-def fp_value(r):
-    return sum(synthetic.order_sensitive_value(i) for i in r)
 
 
 def serial_tree_fold(values):
