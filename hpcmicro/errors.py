@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .constants import EXIT_PREEMPTED
+
 __all__ = ["HpcmicroError", "TaskError", "InvalidCall", "Preempted"]
 
 
@@ -46,7 +48,7 @@ class Preempted(HpcmicroError, SystemExit):
     SystemExit whose code is 75.
     """
 
-    exit_status = 75
+    exit_status = EXIT_PREEMPTED
 
     def __init__(self, message: str, signum: int = 0, checkpoint: str | None = None):
         HpcmicroError.__init__(self, message)

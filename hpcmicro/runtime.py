@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any
 
-from .constants import MASTER
+from .constants import EXIT_PREEMPTED, MASTER
 from .driver.call import CallSpec
 from .driver.inprocess import run_inprocess
 from .driver.spmd import run_master_rank, run_worker_rank
@@ -319,7 +319,7 @@ class Runtime:
         path = self.options.checkpoint
         where = f"progress saved in {path} (call {index})" if path else \
             "no checkpoint was configured, progress is lost"
-        return Preempted(f"preempted by {_signal_name(signum)}: {where}; exit status 75", signum, path)
+        return Preempted(f"preempted by {_signal_name(signum)}: {where}; exit status {EXIT_PREEMPTED}", signum, path)
 
     # -- traces ----------------------------------------------------------------------
     def _write_trace(self, timelines, metadata) -> None:

@@ -408,8 +408,10 @@ class _Validator:
 
 # -- helpers -------------------------------------------------------------------------------
 
-# Every Runtime option's default, as Options defines it: for the spec, the CLI and the batch scripts.
-OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Options)}
+# The Runtime options' defaults, as Options defines them: for the spec, the CLI and the batch scripts.
+# (inprocess_workers has none to give: Options reads it from the environment when it is built.)
+OPTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Options)
+                                   if f.default is not dataclasses.MISSING}
 
 
 def check_option(path: str | os.PathLike, key: str, name: str, value: str) -> str:
