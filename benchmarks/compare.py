@@ -319,7 +319,8 @@ def main(argv=None):
              f"Python {sys.version.split()[0]}.",
              f"- base = `{b['rev']}` = {b['sha']} (hpcmicro from `{os.path.relpath(b['hpcmicro_file'], REPO)}`); "
              f"head = `{h['rev']}` = {h['sha']} (hpcmicro from `{os.path.relpath(h['hpcmicro_file'], REPO)}`).",
-             f"- {args.repeats} round{'s' if args.repeats != 1 else ''}, ABBA (base first in rounds 1, 3, ...; head first in 2, 4, ...); every launch "
+             f"- {args.repeats} round{'s' if args.repeats != 1 else ''}, ABBA "
+             "(base first in rounds 1, 3, ...; head first in 2, 4, ...); every launch "
              f"its own process under a timeout, env {' '.join(f'{k}={v}' for k, v in MPI_ENV.items())}"
              + (f", `nice -n {args.nice}`" if args.nice else "") + ". Medians (range over the rounds); "
              f"flagged: head worse than base by more than {args.threshold:.0%}.",
