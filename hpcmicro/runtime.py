@@ -62,6 +62,8 @@ class Runtime:
         self.capacities: list = []
         self.stats: CallStats | None = None
         self._calls = 0
+        self._closed = False
+        self._in_call = threading.Lock()  # one call at a time: a second thread, or a kernel calling back, is refused
         self._session: CheckpointSession | None = None
         self._ulfm = False
         self._pending_trace: tuple | None = None
@@ -75,6 +77,8 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> "Runtime":
+        if self._closed:
+            raise InvalidCall("this Runtime is closed (its `with` block has ended): open a new hm.Runtime")
         if self.comm is None:
             from mpi4py import MPI
 
@@ -134,6 +138,7 @@ class Runtime:
             raise CheckpointError(error)
 
     def close(self) -> None:
+        self._closed = True
         self._join_trace()
         if self.comm is not None:
             if self._session is not None:
@@ -191,7 +196,17 @@ class Runtime:
             self._start_trace_writer()
 
     def _call(self, kind, kernel, tasks, op, root):
-        comm = self.open().comm
+        self.open()
+        if not self._in_call.acquire(blocking=False):
+            raise InvalidCall("a call is already running on this Runtime: calls do not nest (no rt.map inside a "
+                              "kernel: spawn tasks with hm.context().spawn) and threads must not share a Runtime")
+        try:
+            return self._call_now(kind, kernel, tasks, op, root)
+        finally:
+            self._in_call.release()
+
+    def _call_now(self, kind, kernel, tasks, op, root):
+        comm = self.comm
         t0 = time.perf_counter()
         index = self._calls
         self._calls += 1

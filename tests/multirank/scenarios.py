@@ -365,5 +365,49 @@ def lose_worker_in_second_call(p):
 SCENARIOS["lose_worker_in_second_call"] = lose_worker_in_second_call
 
 
+# -- misuse and errors during rounds ----------------------------------------------------
+
+_RUNTIME = None  # the scenario's Runtime, for a kernel that (wrongly) calls back into it
+
+
+def call_back(x):
+    return _RUNTIME.map(square, [x])
+
+
+def nested_call(p):
+    """A kernel calls rt.map: a TaskError on every rank, and the runtime still works."""
+    global _RUNTIME
+    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+        _RUNTIME = rt
+        try:
+            rt.map(call_back, list(range(6)))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", traceback=exc.remote_traceback)
+        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+
+
+def fail_late(bad, i):
+    time.sleep(0.0005)
+    if i == bad:
+        raise ValueError(f"task {i} always fails")
+    return i
+
+
+def error_in_checkpoint_round(p):
+    """A kernel error (after its retry) while checkpoint rounds run every 50 ms: TaskError, no hang."""
+    with hm.Runtime(policy=p.get("policy", "steal"), retries=1, checkpoint=p["checkpoint"],
+                    checkpoint_every=0.05) as rt:
+        try:
+            rt.map(functools.partial(fail_late, 5), list(range(800)))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id))
+
+
+SCENARIOS["nested_call"] = nested_call
+SCENARIOS["error_in_checkpoint_round"] = error_in_checkpoint_round
+
+
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})

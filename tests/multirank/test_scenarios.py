@@ -117,6 +117,19 @@ class ScenarioTests:
         else:  # the call returned without waiting for the hung kernel
             assert reps[0]["wall"] < hang / 2, reps[0]["wall"]
 
+    @pytest.mark.parametrize("policy", POLICIES)
+    def test_a_kernel_calling_the_runtime_is_a_task_error_everywhere(self, policy):
+        run = self.run(3, "nested_call", policy=policy, timeout=60)
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
+            assert rep["raised"] == "TaskError" and "a call is already running" in rep["traceback"]
+        assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
+
+    @pytest.mark.parametrize("policy", POLICIES)
+    def test_a_kernel_error_during_checkpoint_rounds_ends_the_call(self, tmp_path, policy):
+        run = self.run(3, "error_in_checkpoint_round", policy=policy, checkpoint=str(tmp_path / "c.h5"), timeout=60)
+        for rep in self.reports_by_rank(run, 3).values():
+            assert rep["raised"] == "TaskError" and rep["task_id"] == [5]
+
 
 class TestMPI(MPIRanks, ScenarioTests):
     """Every rank a process, under mpiexec."""
