@@ -7,7 +7,7 @@ tests all read these.
 from __future__ import annotations
 
 __all__ = [
-    "EXIT_OK", "EXIT_TASK_FAILED", "EXIT_BAD_INPUT", "EXIT_PREEMPTED",
+    "EXIT_OK", "EXIT_TASK_FAILED", "EXIT_BAD_INPUT", "EXIT_PREEMPTED", "EXIT_INTERRUPTED",
     "OP_NAMES", "POLICY_NAMES", "DEVICES", "ON_ERROR", "PROGRESS_MODES", "MPICH_ENV", "MASTER",
 ]
 
@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_TASK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later"; batch scripts requeue the job on it
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C, after the same final checkpoint as a preemption
 
 OP_NAMES = ("sum", "prod", "min", "max")  # the named reduction ops (engine/combine.py implements them)
 POLICY_NAMES = ("static", "steal")  # engine/policies.py implements them

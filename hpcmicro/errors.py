@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .constants import EXIT_PREEMPTED
+import signal as _signal
+
+from .constants import EXIT_INTERRUPTED, EXIT_PREEMPTED
 
 __all__ = ["HpcmicroError", "TaskError", "InvalidCall", "Preempted"]
 
@@ -52,7 +54,8 @@ class Preempted(HpcmicroError, SystemExit):
 
     def __init__(self, message: str, signum: int = 0, checkpoint: str | None = None):
         HpcmicroError.__init__(self, message)
-        self.code = self.exit_status
+        # Ctrl-C ends with 130 (it was the user, not the scheduler: nothing requeues it).
+        self.code = EXIT_INTERRUPTED if signum == _signal.SIGINT else self.exit_status
         self.signum = signum
         self.checkpoint = checkpoint
 

@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any
 
-from .constants import EXIT_PREEMPTED, MASTER
+from .constants import MASTER
 from .driver.call import CallSpec
 from .driver.inprocess import run_inprocess
 from .driver.spmd import run_master_rank, run_worker_rank
@@ -235,7 +235,7 @@ class Runtime:
         error = outcome.error
         if error is not None:
             if isinstance(error, Preempted):
-                faults.note_exit_status(error.exit_status)
+                faults.note_exit_status(error.code)
                 if self.comm.rank == MASTER:  # left uncaught, a SystemExit prints nothing: say why the job stops
                     sys.stderr.write(f"hpcmicro: {error}\n")
                     sys.stderr.flush()
@@ -334,7 +334,9 @@ class Runtime:
         path = self.options.checkpoint
         where = f"progress saved in {path} (call {index})" if path else \
             "no checkpoint was configured, progress is lost"
-        return Preempted(f"preempted by {_signal_name(signum)}: {where}; exit status {EXIT_PREEMPTED}", signum, path)
+        error = Preempted(f"preempted by {_signal_name(signum)}: {where}", signum, path)
+        error.args = (f"{error}; exit status {error.code}",)
+        return error
 
     # -- traces ----------------------------------------------------------------------
     def _write_trace(self, timelines, metadata) -> None:

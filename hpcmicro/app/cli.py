@@ -23,7 +23,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .. import __version__
-from ..constants import DEVICES, EXIT_BAD_INPUT, EXIT_OK, EXIT_PREEMPTED, EXIT_TASK_FAILED, ON_ERROR, POLICY_NAMES
+from ..constants import DEVICES, EXIT_BAD_INPUT, EXIT_OK, EXIT_TASK_FAILED, ON_ERROR, POLICY_NAMES
 from ..errors import InvalidCall
 from ..io.results import ResultAttrs, as_numeric, file_kind, read_result, write_result
 from ..options import HELP, Options
@@ -236,8 +236,8 @@ def run_job(spec: JobSpec, kernel: Callable[[Any], Any], tasks: Any, output_key:
                 result = rt.map_reduce(kernel, tasks, op=spec.op, root=0)
         except hm.TaskError as exc:  # raised on every rank alike
             return report(rank, exc, EXIT_TASK_FAILED)
-        except hm.Preempted:  # the runtime has said why on rank 0
-            return EXIT_PREEMPTED
+        except hm.Preempted as exc:  # the runtime has said why on rank 0
+            return exc.code  # 75, or 130 after Ctrl-C
         except (hm.InvalidCall, CheckpointError) as exc:  # likewise (a checkpoint of another job, say)
             return report(rank, cli_message(exc), EXIT_BAD_INPUT)
         stats = rt.stats

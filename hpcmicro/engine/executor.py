@@ -205,7 +205,7 @@ class Executor:
             payload = payloads[i - first] if payloads is not None else decomposition.payload(i)
             try:
                 value = kernel(payload)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
                 failure = (task_id, payload, exc)
                 add_duration(_now() - t)
                 break
@@ -301,7 +301,7 @@ class Executor:
             values = list(self.batch_fn([payload for _, payload, _ in tasks]))
             if len(values) != len(tasks):
                 raise RuntimeError(f"batched kernel returned {len(values)} results for {len(tasks)} tasks")
-        except Exception as exc:
+        except BaseException as exc:  # noqa: B036  (as for one task: a task failure)
             failure = exc
         finally:
             dt = _now() - t0
@@ -346,7 +346,7 @@ class Executor:
         t0 = self.current_started = _now()
         try:
             return True, self.kernel(payload)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
             if not self.retries:
                 return False, self._describe_failure(task_id, payload, exc)
             return self._retry(task_id, payload, priority, exc)
@@ -366,7 +366,7 @@ class Executor:
             t0 = self.current_started = _now()
             try:
                 return True, self.kernel(payload)
-            except Exception as again:
+            except BaseException as again:  # as above
                 error = self._describe_failure(task_id, payload, again)
             finally:
                 dt = _now() - t0

@@ -1,7 +1,9 @@
 """Preemption signals: SIGTERM and SIGUSR1 ask the run to checkpoint and stop.
 
 Slurm sends SIGTERM before killing a job at its time limit or on preemption,
-and ``--signal=B:USR1@N`` sends SIGUSR1 N seconds before. The handler only
+and ``--signal=B:USR1@N`` sends SIGUSR1 N seconds before. Ctrl-C (SIGINT) is
+taken the same way (a final checkpoint, then ``hm.Preempted`` with exit status
+130); a second Ctrl-C raises KeyboardInterrupt at once. The handler only
 records the signal; the master acts on it (a worker's mailbox thread forwards
 it to the master).
 
@@ -22,7 +24,7 @@ import threading
 
 __all__ = ["install", "uninstall", "requested", "pending", "clear"]
 
-PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 _requested = 0  # the first preemption signal received, or 0
 _read = False  # a runtime has seen _requested, so it is acting on it
@@ -31,6 +33,8 @@ _previous: dict = {}
 
 def _handler(signum, frame):
     global _requested
+    if signum == signal.SIGINT and _requested == signal.SIGINT:
+        raise KeyboardInterrupt  # Ctrl-C twice: stop now, without the final checkpoint
     if not _requested:
         _requested = signum
 

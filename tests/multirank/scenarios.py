@@ -405,6 +405,22 @@ def error_in_checkpoint_round(p):
             emit(rt.rank, raised="TaskError", task_id=list(exc.task_id))
 
 
+def exit_on(bad, x):
+    if x == bad:
+        sys.exit(3)  # in a kernel: that task's failure, not the job's exit
+    return x
+
+
+def kernel_exit(p):
+    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+        try:
+            rt.map(functools.partial(exit_on, 7), list(range(40)))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), exc_type=exc.exc_type)
+
+
+SCENARIOS["kernel_exit"] = kernel_exit
 SCENARIOS["nested_call"] = nested_call
 SCENARIOS["error_in_checkpoint_round"] = error_in_checkpoint_round
 

@@ -124,6 +124,11 @@ class ScenarioTests:
             assert rep["raised"] == "TaskError" and "a call is already running" in rep["traceback"]
         assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
 
+    def test_sys_exit_in_a_kernel_is_a_task_error_everywhere(self):
+        run = self.run(3, "kernel_exit", timeout=60)
+        for rep in self.reports_by_rank(run, 3).values():
+            assert (rep["raised"], rep["task_id"], rep["exc_type"]) == ("TaskError", [7], "SystemExit")
+
     @pytest.mark.parametrize("policy", POLICIES)
     def test_a_kernel_error_during_checkpoint_rounds_ends_the_call(self, tmp_path, policy):
         run = self.run(3, "error_in_checkpoint_round", policy=policy, checkpoint=str(tmp_path / "c.h5"), timeout=60)
