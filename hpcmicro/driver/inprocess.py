@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from ..engine.combine import merge_parts
+from ..engine.combine import CombineError, merge_parts
+from ..engine.executor import combine_failure
+from ..errors import TaskError
 from ..engine.arrays import to_host
 from ..transport.inproc import InprocWorld
 from .call import (
@@ -83,7 +85,10 @@ def _outcome(spec, options, master, executors, preempted) -> Outcome:
         for ex in executors:
             if not ex.retired:  # a retired worker's blocks came back with its hand-back
                 parts.append((ex.tree.shippable_lengths(), {k: to_host(v) for k, v in ex.tree.blocks.items()}))
-        value = reduced_value(merge_parts(spec.op_fn, spec.n_roots, parts))
+        try:
+            value = reduced_value(merge_parts(spec.op_fn, spec.n_roots, parts))
+        except CombineError as exc:
+            return Outcome(stats, TaskError(**combine_failure(exc, 0)), None, timelines)
     else:
         value = ordered_results(master, spec.n_roots)
     return Outcome(stats, None, value, timelines)

@@ -9,6 +9,9 @@ whose kernel hangs past ``task_timeout`` does not hold up the others.
 from __future__ import annotations
 
 from ..constants import MASTER
+from ..engine.combine import CombineError
+from ..engine.executor import combine_failure
+from ..errors import TaskError
 from ..mpi.collectives import combine_collectively, wait_for_all
 from ..transport.mpi import MPITransport
 from .call import (
@@ -52,7 +55,14 @@ def _finish(comm, spec, options, master, executor, stop, preempted) -> Outcome:
         return Outcome(stats, error, None, timelines)
     if spec.mode == "reduce":
         tree = master.tree if master else executor.tree
-        value = reduced_value(combine_collectively(comm, tree, spec.n_roots, spec.op_fn))
+        failure, value = None, None
+        try:
+            value = reduced_value(combine_collectively(comm, tree, spec.n_roots, spec.op_fn))
+        except CombineError as exc:  # on rank 0, where the last blocks meet: every rank must raise it
+            failure = combine_failure(exc, comm.rank)
+        failure = comm.bcast(failure, root=MASTER)
+        if failure is not None:
+            return Outcome(stats, TaskError(**failure), None, timelines)
     else:
         value = ordered_results(master, spec.n_roots) if master else None
     return Outcome(stats, None, value, timelines)

@@ -25,7 +25,7 @@ from ..constants import OP_NAMES
 from ..errors import InvalidCall
 from ..identity import describe_callable
 
-__all__ = ["resolve_op", "PartialTree", "merge_parts", "SKIPPED", "skip_aware", "OPS"]
+__all__ = ["resolve_op", "PartialTree", "merge_parts", "CombineError", "SKIPPED", "skip_aware", "OPS"]
 
 
 def _is_array(x) -> bool:
@@ -93,6 +93,31 @@ def skip_aware(op):
     return combine
 
 
+class CombineError(Exception):
+    """``op`` failed on two blocks of the combine tree: names the first task of each."""
+
+    def __init__(self, left_task: tuple, right_task: tuple, error: BaseException):
+        self.left_task, self.right_task, self.error = left_task, right_task, error
+        super().__init__(f"combining the results of task {left_task} and task {right_task} failed: "
+                         f"{type(error).__name__}: {error}")
+
+
+def _first_task(node: tuple, slot: int) -> tuple:
+    """The task whose result (or subtree) fills ``slot`` of ``node``'s sequence."""
+    if not node:
+        return (slot,)
+    return node if slot == 0 else node + (slot - 1,)
+
+
+def _combine(op, node, level, left_index, left, right):
+    try:
+        return op(left, right)
+    except Exception as exc:
+        width = 1 << level
+        raise CombineError(_first_task(node, left_index * width), _first_task(node, (left_index + 1) * width),
+                           exc) from exc
+
+
 class PartialTree:
     """The blocks of the combine tree that one rank has completed.
 
@@ -148,13 +173,13 @@ class PartialTree:
                 if other is _MISSING:
                     blocks[(node, level, index)] = value
                     return
-                value = op(value, other)
+                value = _combine(op, node, level, index, value, other)
             else:
                 other = blocks.pop((node, level, index - 1), _MISSING)
                 if other is _MISSING:
                     blocks[(node, level, index)] = value
                     return
-                value = op(other, value)
+                value = _combine(op, node, level, index - 1, other, value)
             level, index = level + 1, index >> 1
 
     def settle(self) -> None:

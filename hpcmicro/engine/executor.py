@@ -21,11 +21,11 @@ import numpy
 from . import context as _context
 from .arrays import is_out_of_memory, to_host
 from ..observe.metrics import TaskTimes
-from .combine import SKIPPED, PartialTree
+from .combine import SKIPPED, CombineError, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
 
-__all__ = ["Executor", "WorkerStats", "batch_form"]
+__all__ = ["Executor", "WorkerStats", "batch_form", "combine_failure"]
 
 _now = time.perf_counter
 
@@ -40,6 +40,18 @@ def batch_form(kernel):
         if callable(fn):
             return functools.partial(fn, *kernel.args, **kernel.keywords)
     return None
+
+
+def combine_failure(exc: CombineError, rank: int) -> dict:
+    """A TaskError's fields for a reduction op that failed on two results."""
+    return {
+        "task_id": exc.right_task,
+        "payload_repr": f"(the reduction of task {exc.left_task} with task {exc.right_task})",
+        "rank": rank,
+        "host": socket.gethostname(),
+        "remote_traceback": f"{exc}\n" + "".join(traceback.format_exception(exc.error)),
+        "exc_type": type(exc.error).__name__,
+    }
 
 
 class WorkerStats:
@@ -137,6 +149,16 @@ class Executor:
         return self.stats.busy_s / self.stats.tasks if self.stats.tasks else 0.0
 
     def run_one(self) -> bool:
+        """Run the front task (or a batch or block of them); False if the call must end (a failure)."""
+        try:
+            return self._run_one()
+        except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
+            self.error = combine_failure(exc, self.ctx.rank)
+            self.current.clear()
+            self._children = []
+            return False
+
+    def _run_one(self) -> bool:
         """Run the front task (or a batch of them). False if one failed for good under on_error="raise".
 
         This is the per-task hot path (a no-op task costs a few microseconds

@@ -420,6 +420,21 @@ def kernel_exit(p):
             emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), exc_type=exc.exc_type)
 
 
+def none_at_4(i):
+    return None if i == 4 else i
+
+
+def bad_reduction(p):
+    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+        try:
+            rt.map_reduce(none_at_4, list(range(40)))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", exc_type=exc.exc_type, text=exc.remote_traceback)
+        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+
+
+SCENARIOS["bad_reduction"] = bad_reduction
 SCENARIOS["kernel_exit"] = kernel_exit
 SCENARIOS["nested_call"] = nested_call
 SCENARIOS["error_in_checkpoint_round"] = error_in_checkpoint_round

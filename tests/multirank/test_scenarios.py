@@ -124,6 +124,14 @@ class ScenarioTests:
             assert rep["raised"] == "TaskError" and "a call is already running" in rep["traceback"]
         assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
 
+    @pytest.mark.parametrize("policy", POLICIES)
+    def test_a_failing_reduction_is_a_task_error_everywhere(self, policy):
+        run = self.run(3, "bad_reduction", policy=policy, timeout=60)
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
+            assert rep["raised"] == "TaskError" and rep["exc_type"] == "TypeError"
+            assert "combining the results of task" in rep["text"]
+        assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
+
     def test_sys_exit_in_a_kernel_is_a_task_error_everywhere(self):
         run = self.run(3, "kernel_exit", timeout=60)
         for rep in self.reports_by_rank(run, 3).values():
