@@ -17,11 +17,13 @@ no more than MPI_THREAD_SERIALIZED.
 
 from __future__ import annotations
 
+import pickle
+import socket
 import threading
 import time
 from collections import deque
 
-from ..engine.events import Signalled, TaskRan, Tick, worker_event
+from ..engine.events import ResultUnsendable, Signalled, TaskRan, Tick, worker_event
 from ..engine.worker import EXIT, WAIT
 
 __all__ = ["WorkerDriver"]
@@ -138,7 +140,15 @@ class WorkerDriver:
         outbox, send, stats = self.outbox, self.transport.send, self.ex.stats
         while outbox:
             ins = outbox.popleft()
-            send(ins.dest, ins.tag, ins.body)
+            try:
+                send(ins.dest, ins.tag, ins.body)
+            except Exception as exc:  # a result that cannot be pickled: that task's TaskError, not a dead mailbox
+                failed = unsendable_result(ins, exc, self.ex.ctx.rank)
+                if failed is None:
+                    raise
+                with self.cond:
+                    self._post(self.proto.handle(ResultUnsendable(failed)))
+                continue
             stats.messages_sent += 1
 
     def cancel(self) -> None:
@@ -146,6 +156,25 @@ class WorkerDriver:
         with self.cond:
             self.mailbox_done = True
             self.cond.notify()
+
+
+def unsendable_result(ins, exc, rank) -> dict | None:
+    """If ``ins`` is a report whose results cannot be pickled, a TaskError's fields naming the first such task."""
+    results = getattr(getattr(ins, "report", None), "results", None)
+    if results is None:
+        return None
+    roots, spawned = results
+    candidates = [((start + k,), v) for start, values in roots for k, v in enumerate(values)] + list(spawned)
+    for task_id, value in candidates:
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as err:  # noqa: BLE001  (any pickling failure)
+            return {"task_id": tuple(task_id), "payload_repr": f"(its result, a {type(value).__name__})",
+                    "rank": rank, "host": socket.gethostname(),
+                    "remote_traceback": f"the result of task {tuple(task_id)} cannot be pickled to send to the "
+                                        f"master: {type(err).__name__}: {err}",
+                    "exc_type": type(err).__name__}
+    return None
 
 
 def _use_device(device: int) -> None:

@@ -32,7 +32,7 @@ __all__ = [
     "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt",
     # worker events
     "TasksArrived", "StealAsked", "SnapshotAsked", "DrainAsked", "AbortAsked", "RetireAsked", "StopAsked",
-    "TaskRan", "Signalled",
+    "TaskRan", "Signalled", "ResultUnsendable",
     # instructions
     "Send", "SendTasks", "SendSteal", "SendAbort", "SendDrain", "SendSnapshot", "SendRetire", "SendStop",
     "SendReport", "CutReady",
@@ -170,6 +170,13 @@ class TaskRan:
 
     ok: bool  # False: a task failed for good under on_error="raise"
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ResultUnsendable:
+    """A report could not be sent: a result in it cannot be pickled (``error``: the TaskError's fields)."""
+
+    error: dict
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ times the kernels: a task's overrun is ``now`` minus its start.
 from __future__ import annotations
 
 from .events import (
-    AbortAsked, DrainAsked, Report, RetireAsked, SendReport, SendTasks, Signalled, SnapshotAsked, State,
-    StealAsked, StopAsked, TaskRan, TasksArrived, Tick,
+    AbortAsked, DrainAsked, Report, ResultUnsendable, RetireAsked, SendReport, SendTasks, Signalled, SnapshotAsked,
+    State, StealAsked, StopAsked, TaskRan, TasksArrived, Tick,
 )
 
 __all__ = ["WorkerProtocol", "RUN", "WAIT", "EXIT"]
@@ -108,6 +108,11 @@ class WorkerProtocol:
             self.stopped = True
             self.stop = event.stop
             return []
+        if kind is ResultUnsendable:  # as a kernel failure: the call ends with that task's TaskError
+            self.ex.error = event.error
+            self.ex.queue.clear()
+            self.aborted = True
+            return [self._report(State.IDLE)]
         if kind is Signalled:
             if self.signal_sent:
                 return []

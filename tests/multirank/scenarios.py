@@ -434,6 +434,23 @@ def bad_reduction(p):
         emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
 
 
+def lock_at_3(i):
+    import threading
+
+    return threading.Lock() if i == 3 else i
+
+
+def unpicklable_result(p):
+    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+        try:
+            rt.map(lock_at_3, list(range(20)))
+            emit(rt.rank, raised=None)
+        except hm.TaskError as exc:
+            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), text=exc.remote_traceback)
+        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+
+
+SCENARIOS["unpicklable_result"] = unpicklable_result
 SCENARIOS["bad_reduction"] = bad_reduction
 SCENARIOS["kernel_exit"] = kernel_exit
 SCENARIOS["nested_call"] = nested_call

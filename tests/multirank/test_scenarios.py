@@ -172,6 +172,14 @@ class TestMPI(MPIRanks, ScenarioTests):
         after = self.reports_by_rank(run, n, key="after")
         assert {r["after"] for r in after.values()} == {285}
 
+    @pytest.mark.parametrize("policy", POLICIES)
+    def test_an_unpicklable_result_is_a_task_error_everywhere(self, policy):
+        run = self.run(3, "unpicklable_result", policy=policy, timeout=60)
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
+            assert rep["raised"] == "TaskError" and rep["task_id"] == [3]
+            assert "cannot be pickled" in rep["text"] and "lock" in rep["text"]
+        assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
+
     def test_root_option_delivers_to_one_rank(self):
         reps = self.reports_by_rank(self.run(4, "root_option"), 4)
         for rank, rep in reps.items():
