@@ -8,6 +8,7 @@ or a check lives in one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,39 @@ def _positive(value: Any, name: str, allow_zero: bool = False) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidCall(f"{name} must be a positive number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidCall(f"{name} must be a finite number, got {value!r}")
     if not (number > 0 or (allow_zero and number == 0)):
         raise InvalidCall(f"{name} must be a positive number, got {value!r}")
     return number
+
+
+def _path(value: Any, name: str) -> str | None:
+    """A path option as a str (None stays None); InvalidCall for a non-path or an empty one."""
+    if value is None:
+        return None
+    try:
+        text = os.fspath(value)
+    except TypeError:
+        raise InvalidCall(f"{name} must be a path (str or os.PathLike), got {value!r}") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise InvalidCall(f"{name} must be a non-empty path, got {value!r}")
+    return text
+
+
+def _trace_problem(path: str) -> str | None:
+    """Why a trace cannot be written at ``path`` (its folder is missing or not writable), or None."""
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        return f"trace {path} is a folder"
+    if not os.path.isdir(folder):
+        return f"trace {path}: folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"trace {path}: folder {folder} is not writable"
+    return None
 
 
 def _count(value: Any, name: str, minimum: int) -> int:
@@ -95,7 +126,7 @@ class Options:
         fix("policy", get_policy(self.policy))
         fix("capacity", _positive(self.capacity, "capacity"))
         fix("abort_on_error", bool(self.abort_on_error))
-        fix("checkpoint", None if self.checkpoint is None else os.fspath(self.checkpoint))
+        fix("checkpoint", _path(self.checkpoint, "checkpoint"))
         fix("checkpoint_every", _positive(self.checkpoint_every, "checkpoint_every"))
         fix("resume", bool(self.resume))
         fix("retries", _count(self.retries, "retries", 0))
@@ -109,7 +140,9 @@ class Options:
         if self.progress not in PROGRESS_MODES:
             raise InvalidCall(f"progress must be True, False, 'auto' or 'lines', got {self.progress!r}")
         fix("progress_every", _positive(self.progress_every, "progress_every"))
-        fix("trace", None if self.trace is None else os.fspath(self.trace))
+        fix("trace", _path(self.trace, "trace"))
+        if self.trace is not None and (problem := _trace_problem(self.trace)) is not None:
+            raise InvalidCall(problem)
         fix("inprocess_workers", _count(self.inprocess_workers, "inprocess_workers", 1))
 
     def replace(self, **changes: Any) -> "Options":

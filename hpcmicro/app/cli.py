@@ -169,7 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kernel, tasks = spec.kernel_callable(), spec.build_tasks()
         options = run_options(spec, args)
     except (JobSpecError, InvalidCall) as exc:
-        return report(launch_rank(), exc, EXIT_BAD_INPUT)
+        flag = "--trace: " if isinstance(exc, InvalidCall) and str(exc).startswith("trace ") else ""
+        return report(launch_rank(), f"{flag}{exc}", EXIT_BAD_INPUT)
     return run_job(spec, kernel, tasks, output_key="--output" if args.output is not None else "job.output",
                    options=options)
 
@@ -179,10 +180,30 @@ def run_options(spec: JobSpec, args: argparse.Namespace) -> Options:
 
     Policy and device come from the spec (after --policy/--device), the rest from the flags.
     """
+    trace = resume_trace_path(args.trace, args.checkpoint, resume=not args.fresh)
     return Options(policy=spec.policy, device=spec.device, checkpoint=args.checkpoint,
                    checkpoint_every=args.checkpoint_every, resume=not args.fresh, retries=args.retries,
                    on_error=args.on_error, task_timeout=args.task_timeout, preempt_grace=args.preempt_grace,
-                   trace=args.trace, progress=PROGRESS_WORDS[args.progress], progress_every=args.progress_every)
+                   trace=trace, progress=PROGRESS_WORDS[args.progress], progress_every=args.progress_every)
+
+
+def resume_trace_path(trace: str | None, checkpoint: str | None, resume: bool = True) -> str | None:
+    """The trace path of a run: ``trace``, unless this run resumes a checkpoint and ``trace`` exists.
+
+    A resumed run must not overwrite the trace of the run it continues, so it
+    writes the first free ``NAME.1.json``, ``NAME.2.json``, ... beside it
+    (``run.trace.json`` -> ``run.trace.1.json``). A fresh run overwrites.
+    """
+    if trace is None or checkpoint is None or not resume:
+        return trace
+    if not (os.path.exists(checkpoint) and os.path.exists(trace)):
+        return trace
+    stem, ext = os.path.splitext(trace)
+    ext = ext or ".json"
+    k = 1
+    while os.path.exists(f"{stem}.{k}{ext}"):
+        k += 1
+    return f"{stem}.{k}{ext}"
 
 
 def cli_message(error: BaseException) -> str:
@@ -370,8 +391,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         if path.endswith(".json"):
             trace = path
+            data = reporting.load_trace(path)  # ValueError for JSON that is not a trace
             if not args.plot:
-                data = reporting.load_trace(path)
                 _print(f"{path}: trace of {sum(len(s) for s, _ in data.values())} tasks on ranks {list(data)}")
         else:
             _print(reporting.describe_file(path))
@@ -404,9 +425,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Validate, count tasks, estimate from samples; launches no MPI job."""
     from .planning import plan_text
 
+    if args.sample < 0:
+        return report(0, f"--sample must be >= 0, got {args.sample}", EXIT_BAD_INPUT)
+    if args.ranks < 1:
+        return report(0, f"--ranks must be >= 1, got {args.ranks}", EXIT_BAD_INPUT)
     try:
         spec = load(args.spec, args.overrides)
-        _print(plan_text(spec, sample=max(0, args.sample), ranks=max(2, args.ranks)))
+        _print(plan_text(spec, sample=args.sample, ranks=max(2, args.ranks)))
     except JobSpecError as exc:
         return report(0, exc, EXIT_BAD_INPUT)
     return EXIT_OK

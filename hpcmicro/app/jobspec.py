@@ -338,6 +338,12 @@ class _Validator:
             if len(shape) != len(block):
                 self.fail(f"{prefix}.block", f"has {len(block)} entries but shape has {len(shape)}; "
                                              "give one block size per dimension")
+        from ..engine.tasks import MAX_TASKS  # no MPI in there
+
+        count = _count_tasks(source, table)
+        if count > MAX_TASKS:
+            where = f"{prefix}.n" if source == "range" else f"{prefix}.shape"
+            self.fail(where, f"gives {count} tasks, more than the {MAX_TASKS} (2**63 - 1) a call can hold")
         return source, table
 
     # -- the kernel ------------------------------------------------------------------------

@@ -67,11 +67,22 @@ def _describe_checkpoint(path: str) -> str:
 def load_trace(path: str) -> dict:
     """{rank: (starts, durations)} in seconds, from a Chrome trace file."""
     with open(path) as fh:
-        data = json.load(fh)
+        try:
+            data = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a trace: not valid JSON ({exc})") from None
+    events = data.get("traceEvents") if isinstance(data, dict) else None
+    if not isinstance(events, list):
+        raise ValueError(f"{path}: not a trace: expected a JSON object with a 'traceEvents' list "
+                         f"(a Chrome trace written with --trace), got {type(data).__name__}"
+                         + (" without 'traceEvents'" if isinstance(data, dict) else ""))
     per_rank: dict = {}
-    for e in data.get("traceEvents", []):
-        if e.get("ph") == "X":
-            per_rank.setdefault(e["pid"], []).append((e["ts"] / 1e6, e["dur"] / 1e6))
+    for e in events:
+        if isinstance(e, dict) and e.get("ph") == "X":
+            try:
+                per_rank.setdefault(e["pid"], []).append((float(e["ts"]) / 1e6, float(e["dur"]) / 1e6))
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}: not a trace: a complete event lacks a numeric pid, ts or dur") from None
     return {r: (numpy.array([s for s, _ in v]), numpy.array([d for _, d in v])) for r, v in sorted(per_rank.items())}
 
 

@@ -42,7 +42,10 @@ class MasterTimers:
 
     def finish(self) -> None:
         if self.progress is not None:
-            self.progress.finish(self.master.finished, self.master.created)
+            stop = getattr(self.master, "stop", None)
+            kind = getattr(stop, "kind", "ok")
+            ended = {"error": "failed", "preempted": "preempted"}.get(kind, "ok")
+            self.progress.finish(self.master.finished, self.master.created, ended=ended)
 
 
 def drive_master(master, transport, *, checkpoint_every: float | None = None, on_cut=None, progress=None,

@@ -38,6 +38,15 @@ class Task:
             raise InvalidCall(f"Task priority must be an int, got {self.priority!r}")
 
 
+# A call's task count must fit a 64-bit index: CPython's len() needs < 2**63, and so do task ids on the wire.
+MAX_TASKS = 2**63 - 1
+
+
+def _check_count(count: int, what: str) -> None:
+    if count > MAX_TASKS:
+        raise InvalidCall(f"{what} gives {count} tasks, more than the {MAX_TASKS} (2**63 - 1) a call can hold")
+
+
 def _nonnegative_int(value, what):
     try:
         value = _as_index(value)
@@ -58,6 +67,7 @@ class Range:
         self.chunk = _nonnegative_int(chunk, "Range chunk")
         if self.chunk == 0:
             raise InvalidCall("Range chunk must be > 0, got 0")
+        _check_count(-(-self.n // self.chunk), f"Range({self.n}, {self.chunk})")
 
     def __len__(self):
         return -(-self.n // self.chunk)
@@ -102,6 +112,7 @@ class Blocks:
         if 0 in self.block:
             raise InvalidCall(f"Blocks block entries must be > 0, got {self.block}")
         self._grid = tuple(-(-s // b) for s, b in zip(self.shape, self.block))
+        _check_count(math.prod(self._grid), f"Blocks({self.shape}, {self.block})")
 
     def __len__(self):
         return math.prod(self._grid)

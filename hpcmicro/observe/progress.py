@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "ENDINGS"]
+
+# How a call ended -> the word of the final progress line.
+ENDINGS = {"ok": "done in", "failed": "failed after", "preempted": "preempted after"}
 
 
 class Progress:
@@ -38,18 +41,21 @@ class Progress:
         self.last = now
         self._draw(done, total, now)
 
-    def finish(self, done: int, total: int) -> None:
+    def finish(self, done: int, total: int, ended: str = "ok") -> None:
+        """The final line; ``ended`` says how the call ended: "ok" (done in), "failed" or "preempted"."""
+        if ended not in ENDINGS:
+            raise ValueError(f"ended must be one of {', '.join(ENDINGS)}, got {ended!r}")
         if self.enabled and (self.drawn or not self.bar):
             if self.bar or time.monotonic() - self.start >= self.interval:
-                self._draw(done, total, time.monotonic(), final=True)
+                self._draw(done, total, time.monotonic(), final=True, ended=ended)
 
-    def _draw(self, done, total, now, final=False) -> None:
+    def _draw(self, done, total, now, final=False, ended="ok") -> None:
         elapsed = max(now - self.start, 1e-9)
         rate = done / elapsed
         frac = done / total if total else 1.0
         eta = (total - done) / rate if rate > 0 and total > done else 0.0
         text = (f"{done}/{total} tasks ({frac * 100:.0f}%), {_rate(rate)}/s, "
-                f"{'done in' if final else 'ETA'} {_clock(elapsed if final else eta)}")
+                f"{ENDINGS[ended] if final else 'ETA'} {_clock(elapsed if final else eta)}")
         if self.bar:
             filled = int(self.WIDTH * min(frac, 1.0))
             line = f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {text}"

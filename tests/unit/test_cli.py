@@ -512,3 +512,40 @@ def test_checkpoint_of_another_job_exits_2_naming_fresh_once(pi_job, tmp_path):
     assert "belongs to a different job" in proc.stderr and proc.stderr.count("--fresh") == 1
     proc = run_cli("run", pi_job, "--checkpoint", checkpoint, "--fresh", *other, cwd=tmp_path)
     assert proc.returncode == EXIT_OK, proc.stderr
+
+
+# -- issue 10, item 13 and the resumed trace -------------------------------------------------
+
+
+def test_trace_folder_must_exist(pi_job, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", str(pi_job), "--trace", "nosuchdir/t.json"]) == 2
+    err = capsys.readouterr().err
+    assert "--trace" in err and f"folder {tmp_path / 'nosuchdir'} does not exist" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "pi.h5").exists()
+
+
+@pytest.mark.parametrize("content, words", [("[1, 2]", "got list"), ('{"a": 1}', "without 'traceEvents'"),
+                                            ("not json", "not valid JSON"),
+                                            ('{"traceEvents": [{"ph": "X", "pid": 0}]}', "numeric pid, ts or dur")])
+def test_report_refuses_json_that_is_not_a_trace(tmp_path, capsys, content, words):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    assert cli.main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpcmicro: error: {path}: not a trace") and words in err
+    assert err.count("\n") == 1
+
+
+def test_resumed_run_does_not_overwrite_the_trace(tmp_path):
+    trace, checkpoint = tmp_path / "run.trace.json", tmp_path / "c.h5"
+    assert cli.resume_trace_path(str(trace), str(checkpoint)) == str(trace)  # nothing to resume
+    trace.write_text("{}")
+    assert cli.resume_trace_path(str(trace), str(checkpoint)) == str(trace)  # no checkpoint: a fresh run
+    checkpoint.write_bytes(b"")
+    assert cli.resume_trace_path(str(trace), str(checkpoint), resume=False) == str(trace)  # --fresh
+    assert cli.resume_trace_path(str(trace), str(checkpoint)) == str(tmp_path / "run.trace.1.json")
+    (tmp_path / "run.trace.1.json").write_text("{}")
+    assert cli.resume_trace_path(str(trace), str(checkpoint)) == str(tmp_path / "run.trace.2.json")
+    assert cli.resume_trace_path(None, str(checkpoint)) is None

@@ -40,3 +40,10 @@ def test_inspect_result_and_checkpoint(tmp_path):
     assert out.returncode == 0 and "job pi" in out.stdout and "/result" in out.stdout and "spec:" in out.stdout
     ck = cli("inspect", str(tmp_path / "ck.h5"))
     assert ck.returncode == 0 and "call 0: map_reduce over 10 root tasks: complete" in ck.stdout
+
+
+def test_plan_refuses_bad_ranks_and_sample():
+    for flag, value in (("--ranks", "0"), ("--ranks", "-3"), ("--sample", "-1")):
+        run = cli("plan", str(ROOT / "jobs" / "pi.toml"), flag, value)
+        assert run.returncode == 2, (flag, value, run.stdout)
+        assert run.stderr == f"hpcmicro: error: {flag} must be >= {0 if flag == '--sample' else 1}, got {value}\n"

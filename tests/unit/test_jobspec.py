@@ -384,3 +384,23 @@ def test_error_is_a_value_error_with_fields(tmp_path):
     assert (info.value.path, info.value.key) == (str(path), "job.polcy")
     assert info.value.reason == "unknown key; did you mean 'policy'?"
     assert str(info.value) == f"{path}: job.polcy: unknown key; did you mean 'policy'?"
+
+
+@pytest.mark.parametrize("body, key", [
+    ("[job]\nkernel = 'kmod:hits'\n[tasks]\nrange = { n = 1e21 }\n", "tasks.range.n: expected an integer"),
+    ("[job]\nkernel = 'kmod:hits'\n[tasks]\nrange = { n = 9223372036854775807 }\n", None),
+    ("[job]\nkernel = 'kmod:hits'\n[tasks]\nblocks = { shape = [4294967296, 4294967296], block = [1, 1] }\n",
+     "tasks.blocks.shape: gives 18446744073709551616 tasks, more than"),
+])
+def test_task_counts_beyond_64_bits_are_spec_errors(tmp_path, body, key):
+    path = write_spec(tmp_path, body)
+    if key is None:
+        assert len(load(path).build_tasks()) == 2**63 - 1
+        return
+    with pytest.raises(JobSpecError, match=key):
+        load(path)
+
+
+def test_override_of_range_n_beyond_64_bits_is_a_spec_error(tmp_path):
+    with pytest.raises(JobSpecError, match=r"tasks\.range\.n: gives 10{21} tasks, more than"):
+        load(write_spec(tmp_path, MINIMAL), ["tasks.range.n=1000000000000000000000"])

@@ -89,3 +89,16 @@ def test_queue_take_front_splits_runs():
     q = TaskQueue([RootRun(0, 10, 0)])
     front = q.take_front(4)
     assert [(e.start, e.stop) for e in front] == [(0, 4)] and len(q) == 6
+
+
+@pytest.mark.parametrize("make", [lambda: hm.Range(10**21), lambda: hm.Range(2**63), lambda: hm.Range(2**64, 1),
+                                  lambda: hm.Blocks((10**10, 10**10), (1, 1))])
+def test_task_counts_beyond_64_bits_are_invalid_at_construction(make):
+    with pytest.raises(hm.InvalidCall, match=r"more than the 9223372036854775807 \(2\*\*63 - 1\) a call can hold"):
+        make()
+
+
+def test_largest_task_counts_still_have_a_len():
+    assert len(hm.Range(2**63 - 1)) == 2**63 - 1
+    assert len(hm.Range(10**21, 10**3)) == 10**18
+    assert len(hm.Blocks((2**62, 2), (1, 2))) == 2**62
