@@ -127,15 +127,19 @@ class Runtime:
                             "; ".join(f"ranks {rs}: {d}" for d, rs in described.items()))
 
     def _open_session(self) -> None:
+        """Rank 0 opens the checkpoint; whatever goes wrong is raised on every rank (never left in the bcast)."""
         error = None
         if self.comm.rank == MASTER:
             try:
                 self._session = CheckpointSession(self.options.checkpoint, self.options.resume)
-            except CheckpointError as exc:
-                error = str(exc)
+            except (CheckpointError, InvalidCall) as exc:
+                error = (type(exc).__name__, str(exc))
+            except Exception as exc:  # a raw OSError, KeyError, ...: still about the checkpoint file
+                error = ("CheckpointError", f"{self.options.checkpoint}: cannot open the checkpoint: "
+                                            f"{type(exc).__name__}: {exc}")
         error = self.comm.bcast(error, root=MASTER)
         if error:
-            raise CheckpointError(error)
+            raise (InvalidCall if error[0] == "InvalidCall" else CheckpointError)(error[1])
 
     def close(self) -> None:
         self._closed = True

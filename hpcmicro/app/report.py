@@ -20,7 +20,7 @@ __all__ = ["describe_file", "inspect_file", "load_trace", "plot_trace", "utiliza
 
 def describe_file(path: str) -> str:
     """A text report of a result file or a checkpoint."""
-    if file_kind(path) == "checkpoint":
+    if _is_checkpoint(path):
         return _describe_checkpoint(path)
     return _describe_result(read_result(path, value=False))
 
@@ -34,7 +34,7 @@ def _describe_result(result: Result) -> str:
 
 def inspect_file(path: str) -> str:
     """``describe_file`` plus what a result file holds and the spec that made it."""
-    if file_kind(path) == "checkpoint":
+    if _is_checkpoint(path):
         return _describe_checkpoint(path)
     result = read_result(path, value=False)
     a = result.attrs
@@ -50,10 +50,21 @@ def inspect_file(path: str) -> str:
     return "\n".join(lines)
 
 
-def _describe_checkpoint(path: str) -> str:
-    from ..io.checkpoint import read_checkpoint
+def _is_checkpoint(path: str) -> bool:
+    """A checkpoint is told by its first bytes, so HDF5 never parses one before it is verified."""
+    from ..io.checkpoint import is_checkpoint
 
-    _, calls = read_checkpoint(path)
+    return is_checkpoint(path) or file_kind(path) == "checkpoint"  # file_kind: an older checkpoint
+
+
+def _describe_checkpoint(path: str) -> str:
+    """ValueError (as for any file that is not what it should be) when the checkpoint fails its checks."""
+    from ..io.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        _, calls = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from None
     lines = [f"{path}: checkpoint with {len(calls)} call(s)"]
     for c in calls:
         pending = sum(b - a for a, b, _ in c.pending_roots) + len(c.pending_spawned)

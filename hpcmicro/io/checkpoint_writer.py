@@ -1,13 +1,22 @@
-"""Writes checkpoints in a background thread so the master loop keeps serving workers."""
+"""Writes checkpoints in a background thread so the master loop keeps serving workers.
+
+A background write that fails is logged at once (the ``hpcmicro`` logger, naming
+the file and the error); the writer keeps trying with later cuts, since a full
+disk may recover. A write that must land (``write_now``: the end of a call, a
+preemption) raises CheckpointError naming the file when it fails.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
-from .checkpoint import write_checkpoint
+from .checkpoint import CheckpointError, write_checkpoint
 
 __all__ = ["CheckpointWriter"]
+
+log = logging.getLogger("hpcmicro")
 
 
 class CheckpointWriter:
@@ -21,9 +30,10 @@ class CheckpointWriter:
         self._queued: list | None = None
         self._thread: threading.Thread | None = None
         self.writes = 0
+        self.failures = 0  # background writes that failed
         self.last_size = 0
         self.last_seconds = 0.0
-        self.error: BaseException | None = None
+        self.error: CheckpointError | None = None  # the latest background failure
 
     def submit(self, calls) -> None:
         with self._lock:
@@ -40,28 +50,38 @@ class CheckpointWriter:
                 return
             try:
                 self._write(calls)
-            except BaseException as exc:  # reported by the next write_now/close
+            except CheckpointError as exc:
+                if self.error is None or str(exc) != str(self.error):  # say it once, not at every cut
+                    log.warning("hpcmicro: %s (the run goes on; the last checkpoint on disk is older)", exc)
                 self.error = exc
+                self.failures += 1
+            else:
+                self.error = None
 
     def _write(self, calls) -> None:
         t0 = time.perf_counter()
-        self.last_size = write_checkpoint(self.path, calls)
+        try:
+            self.last_size = write_checkpoint(self.path, calls)
+        except Exception as exc:  # OSError (folder gone, disk full), an unpicklable value, ...
+            error = CheckpointError(f"{self.path}: cannot write the checkpoint: {type(exc).__name__}: {exc}")
+            error.collective = False  # raised on the master alone: a Runtime leaving with it aborts the job
+            raise error from exc
         self.last_seconds = time.perf_counter() - t0
         self.writes += 1
 
     def wait(self) -> None:
+        """Wait for the background write in progress, if any."""
         thread = self._thread
         if thread is not None:
             thread.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
 
     def write_now(self, calls) -> None:
+        """Write ``calls`` and return once they are on disk; CheckpointError naming the file if that fails."""
         with self._lock:
             self._queued = None  # superseded
         self.wait()
         self._write(list(calls))
+        self.error = None
 
     def close(self) -> None:
         self.wait()

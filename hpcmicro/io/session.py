@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..engine.cut import CallState
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import CheckpointError, check_writable, read_checkpoint
 from .checkpoint_writer import CheckpointWriter
 
 __all__ = ["CheckpointSession"]
@@ -27,6 +27,8 @@ class CheckpointSession:
         self.index = -1
         self.identity = ""
         self.last_cut: CallState | None = None  # the latest consistent cut of the running call
+        if path:
+            check_writable(path)  # a folder that is missing or read-only: now, not at the first write
         if path and resume and os.path.exists(path):
             try:
                 _, self.stored = read_checkpoint(path)

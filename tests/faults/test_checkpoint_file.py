@@ -82,6 +82,9 @@ def test_corrupted_dataset_fails_its_checksum(tmp_path):
         raw = d[()]
         raw[len(raw) // 2] ^= 0xFF
         d[...] = raw
+    with pytest.raises(CheckpointError, match="whole-file checksum"):
+        read_checkpoint(path)
+    reseal(path)  # the dataset's own checksum still catches it
     with pytest.raises(CheckpointError, match="'pending_spawned' fails its checksum"):
         read_checkpoint(path)
 
@@ -89,7 +92,7 @@ def test_corrupted_dataset_fails_its_checksum(tmp_path):
 def test_foreign_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"not hdf5 at all" * 100)
-    with pytest.raises(CheckpointError, match="not a readable HDF5 file"):
+    with pytest.raises(CheckpointError, match="not an hpcmicro checkpoint"):
         read_checkpoint(garbage)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
@@ -128,3 +131,130 @@ def test_runtime_names_a_damaged_checkpoint(tmp_path):
         hm.Runtime(checkpoint=path).open()
     with hm.Runtime(checkpoint=path, resume=False) as rt:
         assert rt.map(square, [3]) == [9]
+
+
+# -- integrity: attributes, the whole file, old formats -------------------------------------------------
+
+def flip_bit(path, offset, bit=0):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(data)
+
+
+def reseal(path):
+    """Recompute the whole-file digest after an edit, as a careful forger would: the inner checksums remain."""
+    from hpcmicro.io.checkpoint import HEADER_SIZE, _digest, _header
+
+    body = path.read_bytes()[HEADER_SIZE:]
+    path.write_bytes(_header(_digest(body)) + body)
+
+
+EDITS = {"complete": True, "kind": "map", "n_roots": 11, "identity": "abd", "created": 1, "finished": 1}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_a_changed_call_attribute_is_refused(tmp_path, name):
+    path = tmp_path / "ck.h5"
+    write_checkpoint(path, [sample_state()])
+    with h5py.File(path, "r+") as f:
+        f["calls/0"].attrs[name] = EDITS[name]
+    with pytest.raises(CheckpointError, match="whole-file checksum"):
+        read_checkpoint(path)
+    reseal(path)  # the call's own checksum still catches it
+    with pytest.raises(CheckpointError, match="call 0: its attributes fail their checksum"):
+        read_checkpoint(path)
+
+
+def test_a_flipped_bit_is_refused_before_hdf5_reads_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "ck.h5"
+    write_checkpoint(path, [sample_state()])
+    good = path.read_bytes()
+    opened = []
+    real_file = h5py.File
+    monkeypatch.setattr(h5py, "File", lambda *a, **k: opened.append(a) or real_file(*a, **k))
+    for offset in (0, 100, 511, 512, 600, 1500, len(good) // 2, len(good) - 1):
+        path.write_bytes(good)
+        flip_bit(path, offset, offset % 8)
+        with pytest.raises(CheckpointError, match=f"{path}: "):
+            read_checkpoint(path)
+    assert opened == []  # HDF5 never parsed a damaged byte
+    path.write_bytes(good + b"\0")  # appended bytes too
+    with pytest.raises(CheckpointError, match="whole-file checksum"):
+        read_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_previous_format_is_refused_with_a_way_out(tmp_path):
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:  # format 1: no checksum header
+        f.attrs["format"], f.attrs["format_version"] = "hpcmicro-checkpoint", 1
+        f.create_group("calls")
+    with pytest.raises(CheckpointError, match="before format 2"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=f"{path}.*resume=False"):
+        hm.Runtime(checkpoint=path).open()
+
+
+def test_inspect_refuses_a_damaged_checkpoint_with_one_line(tmp_path, capsys):
+    from hpcmicro.app.cli import main
+
+    path = tmp_path / "ck.h5"
+    write_checkpoint(path, [sample_state()])
+    assert main(["inspect", str(path)]) == 0
+    assert "checkpoint with 1 call(s)" in capsys.readouterr().out
+    flip_bit(path, 600)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "whole-file checksum" in err and len(err.splitlines()) == 1, err
+    assert main(["report", str(path)]) == 2
+    assert "whole-file checksum" in capsys.readouterr().err
+
+
+# -- the checkpoint's folder, and writes that fail --------------------------------------------------------
+
+def folder_problems(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cases = [(tmp_path / "nosuchdir" / "c.h5", "does not exist"), (tmp_path / "afile" / "c.h5", "is not a folder"),
+             (tmp_path, "is a folder, not a file")]
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        cases.append((ro / "c.h5", "cannot write in its folder"))
+    return cases
+
+
+def test_a_checkpoint_folder_that_cannot_be_written_is_refused_at_open(tmp_path):
+    for path, problem in folder_problems(tmp_path):
+        with pytest.raises(hm.InvalidCall, match=f"checkpoint {path}: .*{problem}"):
+            hm.Runtime(checkpoint=path).open()
+    assert not [p for p in os.listdir(tmp_path) if ".probe-" in p]
+
+
+def test_the_cli_refuses_a_checkpoint_in_a_missing_folder_with_exit_2(tmp_path):
+    from tests.mpirun import ROOT, run_command
+
+    spec = tmp_path / "job.toml"
+    (tmp_path / "k.py").write_text("def one(i):\n    return 1\n")
+    spec.write_text('[job]\nname = "t"\nkernel = "k:one"\nop = "sum"\noutput = "out.h5"\n[tasks]\nrange = { n = 10 }\n')
+    run = run_command([sys.executable, "-m", "hpcmicro", "run", str(spec), "--checkpoint",
+                       str(tmp_path / "nosuchdir" / "c.h5")], timeout=60, cwd=ROOT)
+    assert run.returncode == 2, str(run)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuchdir" in lines[0] and "does not exist" in lines[0], str(run)
+
+
+def slow(i):
+    time.sleep(0.002)
+    return i
+
+
+def test_a_failing_background_write_is_reported_and_ends_the_call_with_a_checkpoint_error(tmp_path, caplog):
+    import shutil
+
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    path = folder / "run.h5"
+    with hm.Runtime(checkpoint=path, checkpoint_every=0.02) as rt:
+        shutil.rmtree(folder)  # after the check at open: the periodic writes fail
+        with pytest.raises(CheckpointError, match=f"{path}: cannot write the checkpoint"):
+            rt.map(slow, list(range(200)))
+    assert any(f"{path}: cannot write the checkpoint" in r.getMessage() for r in caplog.records)
