@@ -367,6 +367,17 @@ SCENARIOS["lose_worker_in_second_call"] = lose_worker_in_second_call
 
 # -- misuse and errors during rounds ----------------------------------------------------
 
+def expect_task_error(rt, call) -> None:
+    """Run ``call(rt)``, report the TaskError it raises (or that none did), then show the runtime still works."""
+    try:
+        call(rt)
+        emit(rt.rank, raised=None)
+    except hm.TaskError as exc:
+        emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), exc_type=exc.exc_type,
+             traceback=exc.remote_traceback)
+    emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+
+
 _RUNTIME = None  # the scenario's Runtime, for a kernel that (wrongly) calls back into it
 
 
@@ -379,12 +390,7 @@ def nested_call(p):
     global _RUNTIME
     with hm.Runtime(policy=p.get("policy", "steal")) as rt:
         _RUNTIME = rt
-        try:
-            rt.map(call_back, list(range(6)))
-            emit(rt.rank, raised=None)
-        except hm.TaskError as exc:
-            emit(rt.rank, raised="TaskError", traceback=exc.remote_traceback)
-        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+        expect_task_error(rt, lambda rt: rt.map(call_back, list(range(6))))
 
 
 def fail_late(bad, i):
@@ -398,11 +404,7 @@ def error_in_checkpoint_round(p):
     """A kernel error (after its retry) while checkpoint rounds run every 50 ms: TaskError, no hang."""
     with hm.Runtime(policy=p.get("policy", "steal"), retries=1, checkpoint=p["checkpoint"],
                     checkpoint_every=0.05) as rt:
-        try:
-            rt.map(functools.partial(fail_late, 5), list(range(800)))
-            emit(rt.rank, raised=None)
-        except hm.TaskError as exc:
-            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id))
+        expect_task_error(rt, lambda rt: rt.map(functools.partial(fail_late, 5), list(range(800))))
 
 
 def exit_on(bad, x):
@@ -413,11 +415,7 @@ def exit_on(bad, x):
 
 def kernel_exit(p):
     with hm.Runtime(policy=p.get("policy", "steal")) as rt:
-        try:
-            rt.map(functools.partial(exit_on, 7), list(range(40)))
-            emit(rt.rank, raised=None)
-        except hm.TaskError as exc:
-            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), exc_type=exc.exc_type)
+        expect_task_error(rt, lambda rt: rt.map(functools.partial(exit_on, 7), list(range(40))))
 
 
 def none_at_4(i):
@@ -426,12 +424,7 @@ def none_at_4(i):
 
 def bad_reduction(p):
     with hm.Runtime(policy=p.get("policy", "steal")) as rt:
-        try:
-            rt.map_reduce(none_at_4, list(range(40)))
-            emit(rt.rank, raised=None)
-        except hm.TaskError as exc:
-            emit(rt.rank, raised="TaskError", exc_type=exc.exc_type, text=exc.remote_traceback)
-        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+        expect_task_error(rt, lambda rt: rt.map_reduce(none_at_4, list(range(40))))
 
 
 def lock_at_3(i):
@@ -442,12 +435,7 @@ def lock_at_3(i):
 
 def unpicklable_result(p):
     with hm.Runtime(policy=p.get("policy", "steal")) as rt:
-        try:
-            rt.map(lock_at_3, list(range(20)))
-            emit(rt.rank, raised=None)
-        except hm.TaskError as exc:
-            emit(rt.rank, raised="TaskError", task_id=list(exc.task_id), text=exc.remote_traceback)
-        emit(rt.rank, after=rt.map_reduce(square, list(range(10))))
+        expect_task_error(rt, lambda rt: rt.map(lock_at_3, list(range(20))))
 
 
 SCENARIOS["unpicklable_result"] = unpicklable_result

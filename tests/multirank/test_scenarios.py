@@ -129,18 +129,18 @@ class ScenarioTests:
         run = self.run(3, "bad_reduction", policy=policy, timeout=60)
         for rep in self.reports_by_rank(run, 3, key="raised").values():
             assert rep["raised"] == "TaskError" and rep["exc_type"] == "TypeError"
-            assert "combining the results of task" in rep["text"]
+            assert "combining the results of task" in rep["traceback"]
         assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
 
     def test_sys_exit_in_a_kernel_is_a_task_error_everywhere(self):
         run = self.run(3, "kernel_exit", timeout=60)
-        for rep in self.reports_by_rank(run, 3).values():
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
             assert (rep["raised"], rep["task_id"], rep["exc_type"]) == ("TaskError", [7], "SystemExit")
 
     @pytest.mark.parametrize("policy", POLICIES)
     def test_a_kernel_error_during_checkpoint_rounds_ends_the_call(self, tmp_path, policy):
         run = self.run(3, "error_in_checkpoint_round", policy=policy, checkpoint=str(tmp_path / "c.h5"), timeout=60)
-        for rep in self.reports_by_rank(run, 3).values():
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
             assert rep["raised"] == "TaskError" and rep["task_id"] == [5]
 
 
@@ -177,7 +177,7 @@ class TestMPI(MPIRanks, ScenarioTests):
         run = self.run(3, "unpicklable_result", policy=policy, timeout=60)
         for rep in self.reports_by_rank(run, 3, key="raised").values():
             assert rep["raised"] == "TaskError" and rep["task_id"] == [3]
-            assert "cannot be pickled" in rep["text"] and "lock" in rep["text"]
+            assert "cannot be pickled" in rep["traceback"] and "lock" in rep["traceback"]
         assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
 
     def test_root_option_delivers_to_one_rank(self):
