@@ -19,7 +19,9 @@ argument's field, say) are not. Likewise equal values shared differently (one
 array bound twice vs two copies) pickle differently. Either can only make equal
 calls look different (a loud "ranks disagree" or "checkpoint belongs to a
 different job"), never different calls look equal. Closures are named by their
-function only: captured variables are not digested.
+function only: captured variables are not digested here. What the code does
+(bytecode, captured values, module globals read) is digested separately for
+checkpoints, by ``codehash.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import re
 
 from .errors import InvalidCall
 
-__all__ = ["describe_callable", "checkpoint_safe", "require_checkpoint_safe", "UNPICKLABLE"]
+__all__ = ["describe_callable", "checkpoint_safe", "require_checkpoint_safe", "digest_value", "UNPICKLABLE"]
 
 UNPICKLABLE = "#unpicklable"
 _SET_TAG = "hpcmicro.identity:set"  # marks a canonicalised set, so it never digests like a tuple
@@ -63,6 +65,11 @@ def require_checkpoint_safe(checkpoint, **callables) -> None:
         if reason:
             raise InvalidCall(f"checkpoint={checkpoint}: the {what}'s {reason}, so the checkpoint could not "
                               f"tell two parameter sets apart: bind picklable values, or run without a checkpoint")
+
+
+def digest_value(value) -> str:
+    """A digest of every byte of ``value``'s pickle (sets in order); of its address-free repr if unpicklable."""
+    return _digest(value, "value", value, [])
 
 
 def _describe(fn, problems: list) -> str:

@@ -22,6 +22,7 @@ from .engine.combine import resolve_op, skip_aware
 from .engine.cut import CallState
 from .engine.tasks import DECOMPOSITIONS, TaskSource, short_repr
 from .errors import InvalidCall, Preempted
+from .codehash import code_parts
 from .identity import describe_callable, require_checkpoint_safe
 from .io.checkpoint import CheckpointError, job_identity
 from .io.session import CheckpointSession
@@ -231,7 +232,7 @@ class Runtime:
         if replay:
             return self._replay(kind, stored, root, t0)
         if self._session is not None:
-            self._session.begin_call(index, spec.identity)
+            self._session.begin_call(index, spec.identity, spec.code)
         value, outcome = self._execute(spec, stored, root)
         self.stats = outcome.stats
         if self.options.trace and outcome.timelines is not None and self.comm.rank == MASTER:
@@ -258,7 +259,7 @@ class Runtime:
                 op_fn = skip_aware(op_fn)
         if root is not None and not (isinstance(root, int) and 0 <= root < comm.size):
             raise InvalidCall(f"root must be None or a rank in [0, {comm.size}), got {root!r}")
-        source, identity, stored, n_roots = None, "", None, None
+        source, identity, stored, n_roots, code = None, "", None, None, {}
         if comm.rank == MASTER:
             source = TaskSource(tasks)
             tasks_digest = source.check_picklable()
@@ -269,11 +270,15 @@ class Runtime:
                 require_checkpoint_safe(self.options.checkpoint, kernel=kernel, op=op)  # the user's op, unwrapped
             identity = job_identity(kind, kernel_name, tasks_digest, op_name,
                                     {"on_error": self.options.on_error})
-            stored = self._session.stored_call(index, identity)
+            if self.options.checkpoint:  # what the kernel and op run: an edit must not resume into old results
+                code = code_parts("kernel", kernel)
+                if callable(op):
+                    code.update(code_parts("op", op))
+            stored = self._session.stored_call(index, identity, code)
         elif isinstance(tasks, DECOMPOSITIONS):
             n_roots = len(tasks)
         decomposition = tasks if isinstance(tasks, DECOMPOSITIONS) else None
-        spec = CallSpec(kind, kernel, source, decomposition, op_fn, n_roots, index, identity, t0)
+        spec = CallSpec(kind, kernel, source, decomposition, op_fn, n_roots, index, identity, t0, code)
         return spec, op_name, stored
 
     def _execute(self, spec: CallSpec, stored, root):
@@ -286,7 +291,8 @@ class Runtime:
                 if outcome.error is None:
                     if self.comm.rank == MASTER and self._session is not None:
                         self._session.complete(CallState(
-                            index=spec.index, identity=spec.identity, kind=spec.kind, n_roots=spec.n_roots,
+                            index=spec.index, identity=spec.identity, code=spec.code, kind=spec.kind,
+                            n_roots=spec.n_roots,
                             complete=True, result=outcome.value, failed=list(outcome.stats.failed)))
                     value = deliver(self.comm, outcome.value, root)
                 return value, outcome

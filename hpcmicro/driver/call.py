@@ -8,7 +8,7 @@ what a run gives back: the statistics, the exception to raise on every caller
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..engine.combine import SKIPPED
@@ -35,6 +35,7 @@ class CallSpec:
     index: int  # the call's number in this Runtime
     identity: str  # the checkpoint identity (master only)
     t0: float  # perf_counter at entry
+    code: dict = field(default_factory=dict)  # codehash.code_parts() of kernel and op (master, checkpointing)
     epoch: float = 0.0  # perf_counter when every rank passed the call's agreement: the trace's zero
 
     @property

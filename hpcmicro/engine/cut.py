@@ -34,5 +34,7 @@ class CallState:
     pending_roots: list = field(default_factory=list)  # [(start, stop, priority), ...]
     pending_spawned: list = field(default_factory=list)  # [(task_id, payload, priority), ...]
     failed: list = field(default_factory=list)  # [(task_id, traceback text), ...] (on_error="skip")
+    code: dict = field(default_factory=dict)  # codehash.code_parts() of the kernel and op: {what: digest}
 
-    _PICKLED = ("result", "root_segments", "spawned_results", "blocks", "lengths", "pending_spawned", "failed")
+    _PICKLED = ("result", "root_segments", "spawned_results", "blocks", "lengths", "pending_spawned", "failed",
+                "code")

@@ -43,7 +43,7 @@ __all__ = ["CheckpointError", "CallState", "write_checkpoint", "read_checkpoint"
            "check_writable", "is_checkpoint", "FORMAT"]
 
 FORMAT = "hpcmicro-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER_SIZE = 512  # the HDF5 user block: a power of two >= 512
 MAGIC = FORMAT.encode() + b" "
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -169,13 +169,14 @@ def _verified_bytes(path: str) -> bytes:
         if head.startswith(HDF5_SIGNATURE):
             raise CheckpointError(f"{path}: not an hpcmicro checkpoint of format {FORMAT_VERSION} (an HDF5 file "
                                   f"without its checksum header: another file, or a checkpoint of hpcmicro "
-                                  f"before format {FORMAT_VERSION}, which this version does not read)")
+                                  f"before format 2, which this version does not read)")
         raise CheckpointError(f"{path}: not an hpcmicro checkpoint (no checkpoint header: truncated, "
                               f"corrupted or another kind of file)")
     version = head[len(MAGIC):].split(b" ", 1)[0]
     if version != str(FORMAT_VERSION).encode():
         raise CheckpointError(f"{path}: checkpoint format version {version.decode(errors='replace')!r}, "
-                              f"this hpcmicro reads {FORMAT_VERSION}")
+                              f"this hpcmicro reads {FORMAT_VERSION} (format 3 added the digests of the "
+                              f"kernel's code)")
     if head != _header(_digest(body)):
         raise CheckpointError(f"{path}: the file fails its whole-file checksum (corrupted or truncated)")
     return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from ..codehash import describe_changes
 from ..engine.cut import CallState
 from .checkpoint import CheckpointError, check_writable, read_checkpoint
 from .checkpoint_writer import CheckpointWriter
@@ -26,6 +27,7 @@ class CheckpointSession:
         self.done: list[CallState] = []  # calls of this run, complete, written with every checkpoint
         self.index = -1
         self.identity = ""
+        self.code: dict = {}
         self.last_cut: CallState | None = None  # the latest consistent cut of the running call
         if path:
             check_writable(path)  # a folder that is missing or read-only: now, not at the first write
@@ -35,8 +37,8 @@ class CheckpointSession:
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc}; pass resume=False to start afresh") from None
 
-    def stored_call(self, index: int, identity: str) -> CallState | None:
-        """Call ``index``'s entry in the loaded checkpoint, checked to be the same job."""
+    def stored_call(self, index: int, identity: str, code: dict) -> CallState | None:
+        """Call ``index``'s entry in the loaded checkpoint, checked to be the same job run by the same code."""
         if index >= len(self.stored):
             return None
         state = self.stored[index]
@@ -45,16 +47,24 @@ class CheckpointSession:
                 f"{self.path}: call {index} in the checkpoint belongs to a different job "
                 f"(kernel, tasks, op or on_error differ); pass resume=False to start afresh"
             )
+        if state.code != code:
+            # Resuming would mix results of the old and the new code; replaying a complete call
+            # would return the old code's result for the new code.
+            raise CheckpointError(
+                f"{self.path}: call {index}'s code changed since the checkpoint was written "
+                f"({describe_changes(state.code, code)}), so its stored results came from other code: "
+                f"restore that code, or pass resume=False to start afresh"
+            )
         return state
 
-    def begin_call(self, index: int, identity: str) -> None:
-        self.index, self.identity = index, identity
+    def begin_call(self, index: int, identity: str, code: dict) -> None:
+        self.index, self.identity, self.code = index, identity, code
         self.last_cut = None
 
     def on_cut(self, cut) -> None:
         """A ``CutReady`` of the running call: keep it, and write it (now, if it is the final one)."""
         state = cut.state
-        state.index, state.identity = self.index, self.identity
+        state.index, state.identity, state.code = self.index, self.identity, self.code
         self.last_cut = state
         if self.writer is None:
             return
@@ -69,7 +79,7 @@ class CheckpointSession:
 
     def complete(self, state: CallState) -> None:
         """The running call finished: store its result (and wait until it is on disk)."""
-        state.index, state.identity = self.index, self.identity
+        state.index, state.identity, state.code = self.index, self.identity, self.code
         self.done.append(state)
         self.last_cut = None
         if self.writer is not None:

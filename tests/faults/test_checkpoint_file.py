@@ -129,6 +129,22 @@ def test_runtime_names_a_damaged_checkpoint(tmp_path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 50)
     with pytest.raises(CheckpointError, match=f"{path}.*resume=False"):
         hm.Runtime(checkpoint=path).open()
+
+
+def test_a_checkpoint_of_format_2_is_refused_naming_both_versions(tmp_path):
+    from hpcmicro.io.checkpoint import FORMAT_VERSION, write_checkpoint
+
+    path = tmp_path / "v2.h5"
+    write_checkpoint(path, [])
+    data = bytearray(path.read_bytes())
+    marker = f"{FORMAT_VERSION} sha256=".encode()
+    at = data.index(marker)
+    data[at:at + 1] = b"2"  # what the previous release wrote: the same header, version 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="format version '2', this hpcmicro reads 3"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="resume=False"):
+        hm.Runtime(checkpoint=path).open()
     with hm.Runtime(checkpoint=path, resume=False) as rt:
         assert rt.map(square, [3]) == [9]
 
@@ -191,6 +207,22 @@ def test_a_checkpoint_of_the_previous_format_is_refused_with_a_way_out(tmp_path)
     with pytest.raises(CheckpointError, match="before format 2"):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match=f"{path}.*resume=False"):
+        hm.Runtime(checkpoint=path).open()
+
+
+def test_a_checkpoint_of_format_2_is_refused_naming_both_versions(tmp_path):
+    from hpcmicro.io.checkpoint import FORMAT_VERSION, write_checkpoint
+
+    path = tmp_path / "v2.h5"
+    write_checkpoint(path, [])
+    data = bytearray(path.read_bytes())
+    marker = f"{FORMAT_VERSION} sha256=".encode()
+    at = data.index(marker)
+    data[at:at + 1] = b"2"  # what the previous release wrote: the same header, version 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="format version '2', this hpcmicro reads 3"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="resume=False"):
         hm.Runtime(checkpoint=path).open()
 
 
