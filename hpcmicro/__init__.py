@@ -16,6 +16,7 @@ __all__ = [
     "TaskError",
     "Preempted",
     "InvalidCall",
+    "CheckpointError",
     "__version__",
 ]
 
@@ -28,6 +29,7 @@ _LAZY = {
     "TaskError": "hpcmicro.errors",
     "Preempted": "hpcmicro.errors",
     "InvalidCall": "hpcmicro.errors",
+    "CheckpointError": "hpcmicro.io.checkpoint",
 }
 
 

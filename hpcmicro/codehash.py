@@ -85,7 +85,7 @@ class _Walker:
         elif isinstance(obj, type):
             self.klass(obj)
         elif callable(obj) and not isinstance(obj, types.BuiltinFunctionType):
-            # A callable object (hm.Batched, a user class with __call__): its class's code and
+            # A callable object (a Batched kernel, a user class with __call__): its class's code and
             # the callables it holds. Its other state is digested in its name (identity.py).
             self.klass(type(obj))
             for value in getattr(obj, "__dict__", {}).values():

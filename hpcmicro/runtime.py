@@ -289,11 +289,7 @@ class Runtime:
                 outcome = self._run_once(spec, resume)
                 value = None
                 if outcome.error is None:
-                    if self.comm.rank == MASTER and self._session is not None:
-                        self._session.complete(CallState(
-                            index=spec.index, identity=spec.identity, code=spec.code, kind=spec.kind,
-                            n_roots=spec.n_roots,
-                            complete=True, result=outcome.value, failed=list(outcome.stats.failed)))
+                    self._store_result(spec, outcome)
                     value = deliver(self.comm, outcome.value, root)
                 return value, outcome
             except Exception as err:
@@ -301,6 +297,22 @@ class Runtime:
                     raise
                 self._recover()
                 resume = self._session.last_cut if self._session is not None else None
+
+    def _store_result(self, spec: CallSpec, outcome) -> None:
+        """Write the finished call into the checkpoint; a failed write raises CheckpointError on every rank."""
+        failure = None
+        if self.comm.rank == MASTER and self._session is not None:
+            try:
+                self._session.complete(CallState(
+                    index=spec.index, identity=spec.identity, code=spec.code, kind=spec.kind, n_roots=spec.n_roots,
+                    complete=True, result=outcome.value, failed=list(outcome.stats.failed)))
+            except CheckpointError as exc:
+                failure = str(exc)
+        if self.options.checkpoint and self.comm.size > 1:  # only checkpointed calls pay this round
+            failure = self.comm.bcast(failure, root=MASTER)
+        if failure is not None:
+            raise CheckpointError(f"{failure}; the call's result is lost: rerun to resume from the last "
+                                  f"checkpoint on disk")
 
     def _run_once(self, spec: CallSpec, resume):
         comm, opts = self.comm, self.options

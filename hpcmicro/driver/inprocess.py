@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 
 from ..engine.combine import CombineError, merge_parts
-from ..engine.executor import combine_failure
 from ..errors import TaskError
 from ..engine.arrays import to_host
 from ..transport.inproc import InprocWorld
@@ -88,7 +87,7 @@ def _outcome(spec, options, master, executors, preempted) -> Outcome:
         try:
             value = reduced_value(merge_parts(spec.op_fn, spec.n_roots, parts))
         except CombineError as exc:
-            return Outcome(stats, TaskError(**combine_failure(exc, 0)), None, timelines)
+            return Outcome(stats, TaskError(**exc.failure(0)), None, timelines)
     else:
         value = ordered_results(master, spec.n_roots)
     return Outcome(stats, None, value, timelines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ..constants import MASTER
 from ..engine.combine import CombineError
-from ..engine.executor import combine_failure
 from ..errors import TaskError
 from ..mpi.collectives import combine_collectively, wait_for_all
 from ..transport.mpi import MPITransport
@@ -59,7 +58,7 @@ def _finish(comm, spec, options, master, executor, stop, preempted) -> Outcome:
         try:
             value = reduced_value(combine_collectively(comm, tree, spec.n_roots, spec.op_fn))
         except CombineError as exc:  # on rank 0, where the last blocks meet: every rank must raise it
-            failure = combine_failure(exc, comm.rank)
+            failure = exc.failure(comm.rank)
         failure = comm.bcast(failure, root=MASTER)
         if failure is not None:
             return Outcome(stats, TaskError(**failure), None, timelines)

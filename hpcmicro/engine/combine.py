@@ -18,6 +18,8 @@ so non-commutative ops are fine.
 from __future__ import annotations
 
 import operator
+import socket
+import traceback
 
 import numpy as np
 
@@ -100,6 +102,17 @@ class CombineError(Exception):
         self.left_task, self.right_task, self.error = left_task, right_task, error
         super().__init__(f"combining the results of task {left_task} and task {right_task} failed: "
                          f"{type(error).__name__}: {error}")
+
+    def failure(self, rank: int) -> dict:
+        """A TaskError's fields for this failure, on ``rank`` (where the two blocks met)."""
+        return {
+            "task_id": self.right_task,
+            "payload_repr": f"(the reduction of task {self.left_task} with task {self.right_task})",
+            "rank": rank,
+            "host": socket.gethostname(),
+            "remote_traceback": f"{self}\n" + "".join(traceback.format_exception(self.error)),
+            "exc_type": type(self.error).__name__,
+        }
 
 
 def _first_task(node: tuple, slot: int) -> tuple:

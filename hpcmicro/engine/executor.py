@@ -25,7 +25,7 @@ from .combine import SKIPPED, CombineError, PartialTree
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned, short_repr
 
-__all__ = ["Executor", "WorkerStats", "batch_form", "combine_failure"]
+__all__ = ["Executor", "WorkerStats", "batch_form"]
 
 _now = time.perf_counter
 
@@ -40,18 +40,6 @@ def batch_form(kernel):
         if callable(fn):
             return functools.partial(fn, *kernel.args, **kernel.keywords)
     return None
-
-
-def combine_failure(exc: CombineError, rank: int) -> dict:
-    """A TaskError's fields for a reduction op that failed on two results."""
-    return {
-        "task_id": exc.right_task,
-        "payload_repr": f"(the reduction of task {exc.left_task} with task {exc.right_task})",
-        "rank": rank,
-        "host": socket.gethostname(),
-        "remote_traceback": f"{exc}\n" + "".join(traceback.format_exception(exc.error)),
-        "exc_type": type(exc.error).__name__,
-    }
 
 
 class WorkerStats:
@@ -153,7 +141,7 @@ class Executor:
         try:
             return self._run_one()
         except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
-            self.error = combine_failure(exc, self.ctx.rank)
+            self.error = exc.failure(self.ctx.rank)
             self.current.clear()
             self._children = []
             return False

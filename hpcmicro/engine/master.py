@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from .combine import PartialTree
+from ..constants import MASTER
+from .combine import CombineError, PartialTree
 from .cut import CallState
 from .events import (
     CheckpointDue, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal, SendStop,
@@ -226,10 +227,13 @@ class Master:
                 self._post_cut.append((rep.results, rep.failed))
             else:
                 self._absorb(rep.results, rep.failed)
-            if rep.handback is not None:
-                self._take_handback(w, rep.handback)
-            if rep.snapshot is not None and waiting is not None and source in waiting:
-                self._take_snapshot(source, rep.snapshot, out)
+            try:
+                if rep.handback is not None:
+                    self._take_handback(w, rep.handback)
+                if rep.snapshot is not None and waiting is not None and source in waiting:
+                    self._take_snapshot(source, rep.snapshot, out)
+            except CombineError as exc:  # two workers' blocks met here and the op failed on them
+                self._abort(exc.failure(MASTER), out)
         self._track_hung(w, rep)
         if rep.signal and not self.preempt_signal:
             self._preempt(rep.signal, out)

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import operator
+import os
 import sys
 import time
 
@@ -438,6 +439,22 @@ def unpicklable_result(p):
         expect_task_error(rt, lambda rt: rt.map(lock_at_3, list(range(20))))
 
 
+def final_write_fails(p):
+    """The checkpoint's folder vanishes during the call: the write at its end fails on the master."""
+    import shutil
+
+    folder = p["folder"]
+    with hm.Runtime(checkpoint=os.path.join(folder, "run.h5"), checkpoint_every=3600) as rt:
+        if rt.rank == 0:
+            shutil.rmtree(folder)  # after the check at open
+        try:
+            rt.map(square, list(range(50)))
+            emit(rt.rank, raised=None)
+        except hm.CheckpointError as exc:
+            emit(rt.rank, raised=type(exc).__name__, message=str(exc))
+
+
+SCENARIOS["final_write_fails"] = final_write_fails
 SCENARIOS["unpicklable_result"] = unpicklable_result
 SCENARIOS["bad_reduction"] = bad_reduction
 SCENARIOS["kernel_exit"] = kernel_exit

@@ -180,6 +180,13 @@ class TestMPI(MPIRanks, ScenarioTests):
             assert "cannot be pickled" in rep["traceback"] and "lock" in rep["traceback"]
         assert {r["after"] for r in self.reports_by_rank(run, 3, key="after").values()} == {285}
 
+    def test_a_failed_final_checkpoint_write_raises_on_every_rank(self, tmp_path):
+        (tmp_path / "ck").mkdir()
+        run = self.run(3, "final_write_fails", folder=str(tmp_path / "ck"), timeout=60)
+        for rep in self.reports_by_rank(run, 3, key="raised").values():
+            assert rep["raised"] == "CheckpointError", str(run)
+            assert "cannot write the checkpoint" in rep["message"] and "result is lost" in rep["message"]
+
     def test_root_option_delivers_to_one_rank(self):
         reps = self.reports_by_rank(self.run(4, "root_option"), 4)
         for rank, rep in reps.items():

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.engine.combine import PartialTree
+from hpcmicro.engine.combine import CombineError, PartialTree
 from hpcmicro.engine.events import SnapshotAsked, StealAsked, TaskRan, Tick, WorkerReport
 from hpcmicro.engine.policies import StaticPolicy, StealPolicy
 from tests.multirank.scenarios import fp_value, square, tree_node, tree_serial
@@ -114,6 +114,35 @@ def test_reduce_resumes_exactly_from_any_cut(seed):
                         resume=cut.state)
         again.run()
         assert again.result().hex() == expected.hex()
+
+
+def count_and_sum(r):
+    return (len(r), sum(r))
+
+
+def refuse_large(a, b):
+    """An op that fails once a block would cover 60 tasks: where it fails depends on who merges."""
+    if a[0] + b[0] >= 60:
+        raise ValueError("block too large")
+    return (a[0] + b[0], a[1] + b[1])
+
+
+def test_an_op_failing_where_snapshots_meet_on_the_master_ends_the_call_with_the_failure():
+    where = []
+    for seed in range(12):
+        c = Cluster(count_and_sum, hm.Range(64, 1), StealPolicy(), 3, mode="reduce", op=refuse_large, seed=seed)
+        c.run(on_event=lambda cl: cl.checkpoint() if cl.events % 10 == 0 else None)  # no exception escapes
+        if c.master.stop.kind == "ok":  # nothing big met during the call: the final merge fails
+            with pytest.raises(CombineError, match="block too large"):
+                c.result()
+            where.append("final")
+            continue
+        assert c.master.stop.kind == "error"
+        error = c.master.error
+        assert error["exc_type"] == "ValueError" and "block too large" in error["remote_traceback"]
+        assert "the reduction of task" in error["payload_repr"]
+        where.append("master" if error["rank"] == 0 else "worker")
+    assert "master" in where  # the master's own merges were exercised
 
 
 @pytest.mark.parametrize("seed", range(4))
