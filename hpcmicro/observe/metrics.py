@@ -1,11 +1,26 @@
 """Per-task times, their distribution, and the optional per-task timeline (trace).
 
-A worker appends each task's duration to a float32 array (4 bytes a task,
-~40 ns); at the end of a call it sends a log-spaced histogram (50 bins per
-decade, so a percentile is within 5%), the count, sum and exact maximum. The
-master merges histograms exactly and reads p50/p95 off the merged one. With
-tracing on, start times and task ids are kept too, and the master writes them
-as Chrome trace events (open the file in Perfetto or chrome://tracing).
+Memory is constant in the number of tasks. A worker appends each task's
+duration to a small float32 buffer (~40 ns a task) and folds the buffer, every
+FOLD_EVERY tasks, into a fixed log-spaced histogram (50 bins per decade from
+1 ns to 10^5 s: 700 counts) plus the count, sum, minimum and maximum; the
+buffer never holds more than FOLD_EVERY durations and one block or batch
+(BLOCK_MAX / BATCH_MAX of the executor): 32 KB at most, whatever the call's
+size. At the end of a call the worker sends that summary; the master adds the
+histograms (exactly: they are counts) and reads p50/p95 off the merged one.
+
+Accuracy: count, minimum and maximum are exact (of the float32-rounded
+durations: 7 significant digits), the sum is their float64 sum. A percentile
+``pq`` is the geometric centre of the bin holding the order statistic of rank
+``ceil(q * n)`` (numpy's ``method="inverted_cdf"``), clamped to [min, max],
+so it is within a factor 10**(1/100) (2.33%) of that order statistic for any
+duration between 1 ns and 10^5 s (durations outside are counted in the end
+bins, and their percentile is only clamped to [min, max]).
+
+With tracing on, start times and task ids are kept too (one event per task or
+per run of short tasks: a trace grows with the call by design), and the master
+writes them as Chrome trace events (open the file in Perfetto or
+chrome://tracing).
 """
 
 from __future__ import annotations
@@ -17,25 +32,40 @@ import numpy
 
 __all__ = ["TaskTimes", "merge_summaries", "write_chrome_trace"]
 
-_EDGES = 10.0 ** numpy.linspace(-7, 4, 11 * 50 + 1)  # 100 ns .. 10^4 s
+BINS_PER_DECADE = 50
+_EDGES = 10.0 ** numpy.linspace(-9, 5, 14 * BINS_PER_DECADE + 1)  # 1 ns .. 10^5 s
 _INNER_EDGES = _EDGES[1:-1]
+# A percentile is a bin's geometric centre: within this factor of the true order statistic.
+PERCENTILE_FACTOR = 10.0 ** (1 / (2 * BINS_PER_DECADE))
+FOLD_EVERY = 4096  # pending durations folded into the histogram this often (16 KB of float32)
 
 
 class TaskTimes:
-    """Durations of the tasks one worker ran; with ``tracing``, trace events too.
+    """Durations of the tasks one worker ran, in constant memory; with ``tracing``, trace events too.
+
+    ``durations`` holds only the durations not yet folded into the histogram
+    (``fold``): appenders call ``fold`` once it holds FOLD_EVERY or more, and
+    ``block`` reads the last ones of a block before that. ``summary`` folds
+    whatever is left.
 
     Events are kept compact (parallel arrays: start, duration, first and last
     root id; spawned ids by event index). A block of back-to-back tasks that
     each took less than MERGE_BELOW_S becomes one event named by its first
     and last task: a per-task event would cost more than such a task and show
     nothing on a timeline. Every slower task keeps its own event; the
-    statistics keep every task's duration either way.
+    statistics count every task's duration either way.
     """
 
-    __slots__ = ("durations", "tracing", "ev_start", "ev_dur", "ev_first", "ev_last", "spawned")
+    __slots__ = ("durations", "counts", "n", "total", "low", "high",
+                 "tracing", "ev_start", "ev_dur", "ev_first", "ev_last", "spawned")
 
     def __init__(self, tracing: bool = False):
-        self.durations = array("f")
+        self.durations = array("f")  # pending, not yet in ``counts``: fewer than FOLD_EVERY + one block
+        self.counts = numpy.zeros(len(_EDGES) - 1, dtype=numpy.int64)
+        self.n = 0
+        self.total = 0.0
+        self.low = float("inf")
+        self.high = 0.0
         self.tracing = tracing
         self.ev_start = array("d")
         self.ev_dur = array("f")
@@ -47,6 +77,22 @@ class TaskTimes:
         self.durations.append(seconds)
         if self.tracing:
             self.mark(start, task_id, seconds)
+        if len(self.durations) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the pending durations into the histogram, count, sum, minimum and maximum."""
+        if not self.durations:
+            return
+        # One expression: the buffer view is gone before the buffer is emptied (an exported array cannot shrink).
+        d = numpy.frombuffer(self.durations, dtype=numpy.float32).astype(numpy.float64)
+        # Bin b holds _EDGES[b] <= x < _EDGES[b + 1]; what lies outside the edges goes to the end bins.
+        self.counts += numpy.bincount(numpy.searchsorted(_INNER_EDGES, d, side="right"), minlength=self.counts.size)
+        self.n += int(d.size)
+        self.total += float(d.sum())
+        self.low = min(self.low, float(d.min()))
+        self.high = max(self.high, float(d.max()))
+        del self.durations[:]
 
     def mark(self, start: float, task_id, seconds: float) -> None:
         """One task's event (its duration is recorded separately): tracing only."""
@@ -90,16 +136,13 @@ class TaskTimes:
             self.add(start + k * share, share, task_id)
 
     def summary(self) -> dict:
-        if not self.durations:
-            return {"n": 0, "sum": 0.0, "max": 0.0, "bins": []}
-        d = numpy.sort(numpy.frombuffer(self.durations, dtype=numpy.float32).astype(numpy.float64))
-        # numpy.histogram(clip(d, _EDGES[0], _EDGES[-1]), _EDGES) without its per-call set-up (this runs every
-        # call): how many durations fall below each inner edge, differenced.
-        below = numpy.searchsorted(d, _INNER_EDGES, side="left")
-        counts = numpy.diff(below, prepend=0, append=d.size)
-        nonzero = counts.nonzero()[0]
-        return {"n": int(d.size), "sum": float(d.sum(dtype=numpy.float64)), "max": float(d[-1]),
-                "bins": [[int(i), int(c)] for i, c in zip(nonzero.tolist(), counts[nonzero].tolist())]}
+        """What a worker sends at the end of a call: count, sum, min, max and the non-empty bins."""
+        self.fold()
+        if not self.n:
+            return {"n": 0, "sum": 0.0, "min": 0.0, "max": 0.0, "bins": []}
+        nonzero = self.counts.nonzero()[0]
+        return {"n": self.n, "sum": self.total, "min": self.low, "max": self.high,
+                "bins": [[int(i), int(c)] for i, c in zip(nonzero.tolist(), self.counts[nonzero].tolist())]}
 
     def raw(self, rank: int, epoch: float):
         """This worker's trace events, for sending: (rank, starts since epoch, durations, first, last, spawned)."""
@@ -114,24 +157,31 @@ MERGE_BELOW_S = 50e-6  # tasks shorter than this, run back to back, share one tr
 
 
 def merge_summaries(summaries) -> dict:
-    """One distribution from the workers' summaries: count, mean, p50, p95, max (seconds)."""
+    """One distribution from the workers' summaries: count, mean, min, p50, p95, max (seconds).
+
+    The percentiles are within a factor PERCENTILE_FACTOR of the exact ones (see the module docstring).
+    """
     counts = numpy.zeros(len(_EDGES) - 1, dtype=numpy.int64)
-    n, total, peak = 0, 0.0, 0.0
+    n, total, low, peak = 0, 0.0, float("inf"), 0.0
     for s in summaries:
         for i, c in s["bins"]:
             counts[i] += c
         n += s["n"]
         total += s["sum"]
         peak = max(peak, s["max"])
+        if s["n"]:
+            low = min(low, s.get("min", 0.0))
     if n == 0:
-        return {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
+        return {"count": 0, "mean": 0.0, "min": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
     cum = numpy.cumsum(counts)
 
-    def percentile(q):
-        i = int(numpy.searchsorted(cum, q * n))
-        return float(min(peak, numpy.sqrt(_EDGES[i] * _EDGES[i + 1])))  # the bin's geometric centre
+    def percentile(percent: int) -> float:
+        rank = -(-percent * n // 100)  # ceil(q * n) in integers: no rounding at exact ranks
+        i = int(numpy.searchsorted(cum, max(rank, 1)))
+        centre = float(numpy.sqrt(_EDGES[i] * _EDGES[i + 1]))  # the bin's geometric centre
+        return min(peak, max(low, centre))
 
-    return {"count": n, "mean": total / n, "p50": percentile(0.5), "p95": percentile(0.95), "max": peak}
+    return {"count": n, "mean": total / n, "min": low, "p50": percentile(50), "p95": percentile(95), "max": peak}
 
 
 def write_chrome_trace(path: str, timelines, metadata: dict | None = None) -> None:
