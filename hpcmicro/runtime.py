@@ -114,6 +114,8 @@ class Runtime:
                                               memory_limit=self.options.device_memory_limit)
             except InvalidCall as exc:
                 error = str(exc)
+            except Exception as exc:  # noqa: BLE001  (anything else must not leave the others in the allgather)
+                error = f"choosing the device failed: {type(exc).__name__}: {exc}"
         seen = self.comm.allgather((error, self.backend.describe() if self.backend else "master"))
         failed = [f"rank {r}: {e}" for r, (e, _) in enumerate(seen) if e]
         if failed:

@@ -395,20 +395,51 @@ def cmd_report(args: argparse.Namespace) -> int:
             if not args.plot:
                 _print(f"{path}: trace of {sum(len(s) for s, _ in data.values())} tasks on ranks {list(data)}")
         else:
-            _print(reporting.describe_file(path))
-            trace = args.trace or _trace_named_by(path)
+            text, named = read_file_safely("report", path)
+            _print(text)
+            trace = args.trace or named
         if args.plot:
             if not trace:
                 return report_error(f"{path}: no trace to plot: run with --trace, or pass --trace TRACE.json")
             reporting.plot_trace(trace, args.plot)
             _print(f"wrote {args.plot}")
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        return report_error(f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, RuntimeError)) else exc)
+        return report_error(one_line(f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, RuntimeError))
+                                     else exc))
+    except Exception as exc:  # a damaged or foreign file can fail in any way: still one line, no traceback
+        return report_error(file_error(path, exc))
     return EXIT_OK
 
 
 def report_error(message: object) -> int:
     return report(0, message, EXIT_BAD_INPUT)
+
+
+def one_line(message: object) -> str:
+    """``message`` on one line: HDF5's messages carry newlines (a timestamp, the file descriptor, ...)."""
+    return " ".join(str(message).split())
+
+
+def file_error(path: str, error: BaseException) -> str:
+    """One line naming ``path`` and what is wrong with it, for any error met reading it.
+
+    Our own errors (CheckpointError, ValueError from the readers) already name
+    the file and the problem; an OSError says what the system said (no such
+    file, a folder, no permission); anything else (h5py or a damaged file
+    failing somewhere unforeseen) is named by its type.
+    """
+    from ..io.checkpoint import CheckpointError
+
+    if isinstance(error, (CheckpointError, ValueError)):
+        text = str(error)
+    elif isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"cannot read it: {error.strerror}"  # open(): FileNotFoundError, IsADirectoryError, ...
+    elif isinstance(error, OSError):
+        text = str(error)  # ours (not an HDF5 file, truncated) or h5py's (it names no errno)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    text = one_line(text) or type(error).__name__
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
 
 
 def _trace_named_by(path: str) -> str | None:
@@ -438,10 +469,94 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """Describe a result file or a checkpoint; any file that cannot be read is one line on stderr and exit 2."""
+    try:
+        text, _ = read_file_safely("inspect", args.file)
+    except Exception as exc:  # a missing, truncated, corrupt or foreign file: never a traceback
+        return report_error(file_error(args.file, exc))
+    _print(text)
+    return EXIT_OK
+
+
+# -- reading a file that may be damaged ------------------------------------------------------
+
+# HDF5 does not defend itself against damaged metadata: one flipped bit in a result file's metadata can
+# segfault it or send it into an endless loop (tests/unit/test_inspect_errors.py finds both). A checkpoint
+# is verified (SHA-256) before HDF5 sees a byte of it, so it is read here; anything else (a result file has
+# no checksum: finalize hooks add datasets to it after it is written) is parsed in a child process that
+# is killed after READ_TIMEOUT_S, so a damaged file costs one error line, never a crash or a hang. The child
+# costs about 0.3 s (a Python start and the h5py import), once per command.
+READ_TIMEOUT_S = 60.0
+
+
+class FileProblem(ValueError):
+    """A file that could not be read; the message names it and says why, on one line."""
+
+
+def read_file_safely(what: str, path: str) -> tuple[str, str | None]:
+    """``(text, trace)`` of ``hpcmicro inspect`` (``what="inspect"``) or ``report`` for ``path``.
+
+    ``trace`` is the trace a result file names (``report`` only). Raises the
+    reader's own error for a checkpoint, FileProblem for anything else.
+    """
+    from ..io.results import sniff
+
+    # Its first bytes, read with plain open(): a missing file, a folder, bytes that are no HDF5 file or a
+    # truncated one fail here at once.
+    if sniff(path) == "checkpoint":  # read_checkpoint verifies the whole file before h5py parses it
+        return _read_file(what, path)
+    return _read_in_child(what, path)
+
+
+def _read_file(what: str, path: str) -> tuple[str, str | None]:
     from . import report as reporting
 
+    if what == "inspect":
+        return reporting.inspect_file(path), None
+    return reporting.describe_file(path), _trace_named_by(path)
+
+
+def _read_in_child(what: str, path: str) -> tuple[str, str | None]:
+    import json
+    import signal
+    import subprocess
+
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
+                                                      if p))
+    code = "import sys; from hpcmicro.app.cli import _child_read; sys.exit(_child_read(sys.argv[1:]))"
     try:
-        _print(reporting.inspect_file(args.file))
-    except (OSError, ValueError, KeyError) as exc:
-        return report_error(f"{args.file}: {exc}" if isinstance(exc, OSError) else exc)
-    return EXIT_OK
+        child = subprocess.run([sys.executable, "-c", code, what, os.fspath(path)], capture_output=True,
+                               text=True, timeout=READ_TIMEOUT_S, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        raise FileProblem(f"{path}: HDF5 did not finish reading it in {READ_TIMEOUT_S:g} s: its metadata is "
+                          f"damaged (or the file system is stuck)") from None
+    if child.returncode < 0:
+        try:
+            name = signal.Signals(-child.returncode).name
+        except ValueError:
+            name = f"signal {-child.returncode}"
+        raise FileProblem(f"{path}: HDF5 crashed reading it ({name}): the file is damaged")
+    try:
+        answer = json.loads(child.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        raise FileProblem(f"{path}: could not be read: {last}") from None
+    if "error" in answer:
+        raise FileProblem(answer["error"])
+    return answer["text"], answer.get("trace")
+
+
+def _child_read(argv: Sequence[str]) -> int:
+    """The child's side of ``_read_in_child``: one JSON line on stdout, the text or the error."""
+    import json
+
+    what, path = argv
+    try:
+        text, trace = _read_file(what, path)
+        answer: dict = {"text": text, "trace": trace}
+    except Exception as exc:
+        answer = {"error": file_error(path, exc)}
+    sys.stdout.write("\n" + json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    return 0

@@ -69,7 +69,7 @@ def _sample(spec: JobSpec, tasks, k: int):
     sizes, t0 = [], time.perf_counter()
     try:
         for i, payload in enumerate(payloads):
-            ctx.task_id, ctx._n_children = (i,), 0
+            ctx.task_id = (i,)  # also starts its spawn count at 0
             value = kernel(payload)
             sizes.append(_nbytes(value))
     except Exception as exc:

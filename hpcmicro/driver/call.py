@@ -97,24 +97,16 @@ def reduced_value(value):
 
 
 def ordered_results(master: Master, n_roots: int) -> list:
-    """Root results and spawned results merged into task-id order; check none is missing."""
-    values = [None] * n_roots
-    filled = 0
-    for start, vals in master.root_segments:
-        values[start : start + len(vals)] = vals
-        filled += len(vals)
-    spawned = master.spawned_results
-    if filled != n_roots:
-        raise RuntimeError(f"internal error: {filled} of {n_roots} root results arrived")
-    if not spawned:
-        return values
-    spawned.sort(key=lambda item: item[0])
+    """The map results in task-id (pre-order) order: the runs sorted by their first task, joined.
+
+    Runs never overlap (each task ran once), so sorting by first id orders every task.
+    """
+    segments = sorted(master.segments, key=lambda seg: seg[0])
     out: list = []
-    j = 0
-    for i in range(n_roots):
-        out.append(values[i])
-        while j < len(spawned) and spawned[j][0][0] == i:
-            out.append(spawned[j][1])
-            j += 1
+    for _, values in segments:
+        out.extend(values)
+    expected = master.resumed_results + master.finished
+    if len(out) != expected or (n_roots and segments[0][0] != (0,)):
+        raise RuntimeError(f"internal error: {len(out)} map results arrived for {expected} finished tasks")
     return out
 

@@ -80,13 +80,7 @@ def drive_cooperatively(master, worker_transport, master_transport, protocol, *,
         if step is RUN:
             # A lone worker's pool is empty after the seed (nothing to ask for), and no message can
             # arrive mid-slice: the protocol hears once per slice how it went.
-            run_one, queue, until, ok = ex.run_one, ex.queue, perf() + SLICE_S, True
-            while True:
-                if not run_one():
-                    ok = False
-                    break
-                if not queue or perf() >= until or signal_pending():
-                    break
+            ok = ex.run_slice(perf() + SLICE_S, signal_pending)
             from_worker(protocol.handle(TaskRan(ok, perf())))
             continue
         if not out:  # waiting, and it said nothing new: time must pass on the master

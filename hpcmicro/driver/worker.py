@@ -32,6 +32,7 @@ _now = time.perf_counter
 
 WATCH_EVERY_S = 0.01  # how often the mailbox looks for a task that overran task_timeout
 IDLE_WAIT_S = 0.05  # the longest the kernel thread waits on the condition before looking again
+SLICE_S = 0.002  # the longest the kernel thread runs tasks without telling its protocol
 
 
 class WorkerDriver:
@@ -68,7 +69,7 @@ class WorkerDriver:
         if self.device is not None:
             _use_device(self.device)
         ex, proto, cond = self.ex, self.proto, self.cond
-        run_one = ex.run_one
+        run_slice = ex.run_slice
         while True:
             with cond:
                 if self.mailbox_done:
@@ -83,7 +84,9 @@ class WorkerDriver:
                     ex.stats.idle_s += _now() - t0
                     continue
             while True:  # run until the protocol wants the outer loop
-                ok = run_one()
+                # Tasks back to back for a slice (steals and snapshots are served meanwhile, under the
+                # lock): the protocol hears once per slice, not once per task.
+                ok = run_slice(_now() + SLICE_S)
                 with cond:
                     self._post(proto.handle(TaskRan(ok, _now())))
                     if not proto.can_run:
@@ -163,17 +166,23 @@ def unsendable_result(ins, exc, rank) -> dict | None:
     results = getattr(getattr(ins, "report", None), "results", None)
     if results is None:
         return None
-    roots, spawned = results
-    candidates = [((start + k,), v) for start, values in roots for k, v in enumerate(values)] + list(spawned)
-    for task_id, value in candidates:
-        try:
-            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as err:  # noqa: BLE001  (any pickling failure)
-            return {"task_id": tuple(task_id), "payload_repr": f"(its result, a {type(value).__name__})",
-                    "rank": rank, "host": socket.gethostname(),
-                    "remote_traceback": f"the result of task {tuple(task_id)} cannot be pickled to send to the "
-                                        f"master: {type(err).__name__}: {err}",
-                    "exc_type": type(err).__name__}
+    # Runs of tasks consecutive in pre-order, named by the first one's id. Without spawned
+    # tasks a run is root tasks only, so every id is known; otherwise name the offset.
+    roots_only = getattr(ins.report, "spawned", 1) == 0
+    for first, values in results:
+        for k, value in enumerate(values):
+            try:
+                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as err:  # noqa: BLE001  (any pickling failure)
+                task_id = (first[0] + k,) if roots_only and len(first) == 1 else tuple(first)
+                which = (f"task {task_id}" if k == 0 or roots_only
+                         else f"the task {k} places after {task_id} in pre-order")
+                return {"task_id": task_id,
+                        "payload_repr": f"(its result, a {type(value).__name__})",
+                        "rank": rank, "host": socket.gethostname(),
+                        "remote_traceback": f"the result of {which} cannot be pickled to send to the "
+                                            f"master: {type(err).__name__}: {err}",
+                        "exc_type": type(err).__name__}
     return None
 
 

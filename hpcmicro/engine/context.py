@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy
 
@@ -13,8 +14,8 @@ class TaskContext:
     """What a running kernel may know and do.
 
     One object per worker, reused for every task (allocation per task would
-    show up in the no-op throughput): the worker updates ``task_id`` before
-    each call.
+    show up in the no-op throughput): the worker points it at the next task
+    before each call.
 
     ``rank`` and ``size`` are the MPI rank and size of the process running the
     task; ``worker`` is the id of the worker running it, unique among the job's
@@ -22,34 +23,55 @@ class TaskContext:
     all run in rank 0). Per-worker output files are named by ``worker``.
     """
 
-    __slots__ = ("rank", "size", "worker", "task_id", "xp", "device", "_spawn", "_n_children", "_priority",
-                 "_in_batch")
+    __slots__ = ("rank", "size", "worker", "xp", "device", "_callback", "_children", "_priority", "_in_batch",
+                 "_frame", "_index", "_task_id")
 
-    def __init__(self, rank: int, size: int, spawn, xp=numpy, device=None, worker: int | None = None):
+    def __init__(self, rank: int, size: int, spawn=None, xp=numpy, device=None, worker: int | None = None):
         self.rank = rank
         self.size = size
         self.worker = rank if worker is None else worker
         self.xp = xp
         self.device = device
-        self.task_id: tuple = ()
-        self._spawn = spawn  # worker callback: spawn(child_id, payload, priority)
-        self._n_children = 0
+        # The running task: its parent's frame and its index there; its id is built only if asked for.
+        self._frame: Any = None
+        self._index = 0
+        self._task_id: tuple | None = ()
+        # ``spawn(child_id, payload, priority)``: a callback for contexts outside a worker (planning,
+        # tests). A worker sets ``_children`` instead, the list it queues once the task returns.
+        self._callback = spawn
+        self._children: list = []
         self._priority = 0
         self._in_batch = False
 
-    def spawn(self, payload, priority: int | None = None) -> tuple:
-        """Add a child task to the running call and return its id.
+    @property
+    def task_id(self) -> tuple:
+        """The running task's id: ``(i,)`` for root task i, the parent's id plus the spawn index for a child.
 
-        The child's id is the parent's id plus its spawn index, so ids order
-        the whole tree the same way on every run. The child inherits the
-        parent's priority unless one is given.
+        Built when first asked for (a worker never builds ids it does not need)."""
+        tid = self._task_id
+        if tid is None:
+            tid = self._task_id = self._frame.child_path(self._index)
+        return tid
+
+    @task_id.setter
+    def task_id(self, value: tuple) -> None:
+        self._task_id = tuple(value)
+        self._children = []
+
+    def spawn(self, payload, priority: int | None = None) -> int:
+        """Add a child task to the running call; return its index among this task's children.
+
+        The child's id is the parent's id plus that index (``ctx.task_id +
+        (index,)``), so ids order the whole tree the same way on every run.
+        The child inherits the parent's priority unless one is given.
         """
         if self._in_batch:
             raise RuntimeError("a batched kernel cannot spawn tasks: give spawning kernels no .batch form")
-        child_id = self.task_id + (self._n_children,)
-        self._n_children += 1
-        self._spawn(child_id, payload, self._priority if priority is None else int(priority))
-        return child_id
+        children = self._children
+        children.append((payload, self._priority if priority is None else int(priority)))
+        if self._callback is not None:
+            self._callback(self.task_id + (len(children) - 1,), payload, children[-1][1])
+        return len(children) - 1
 
     def __repr__(self):
         return f"TaskContext(rank={self.rank}, worker={self.worker}, task_id={self.task_id})"

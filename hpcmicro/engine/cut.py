@@ -24,9 +24,8 @@ class CallState:
     result: Any = None  # the call's value once complete
     created: int = 0  # tasks created so far (roots + spawned)
     finished: int = 0  # tasks finished so far
-    # map: finished results
-    root_segments: list = field(default_factory=list)  # [[start, [values...]], ...]
-    spawned_results: list = field(default_factory=list)  # [(task_id, value), ...]
+    # map: finished results, as runs of tasks consecutive in pre-order (the order of map's list)
+    segments: list = field(default_factory=list)  # [(id of the run's first task, [values...]), ...]
     # map_reduce: completed blocks of the combine tree
     blocks: dict = field(default_factory=dict)  # {(node, level, index): value}
     lengths: dict = field(default_factory=dict)  # {node: slot count}
@@ -36,5 +35,4 @@ class CallState:
     failed: list = field(default_factory=list)  # [(task_id, traceback text), ...] (on_error="skip")
     code: dict = field(default_factory=dict)  # codehash.code_parts() of the kernel and op: {what: digest}
 
-    _PICKLED = ("result", "root_segments", "spawned_results", "blocks", "lengths", "pending_spawned", "failed",
-                "code")
+    _PICKLED = ("result", "segments", "blocks", "lengths", "pending_spawned", "failed", "code")

@@ -70,7 +70,7 @@ class Report(NamedTuple):
     spawned: int  # tasks created by those tasks
     queued: int  # tasks waiting in the local queue now
     mean_task_s: float  # mean kernel time so far (0.0: none measured yet)
-    results: tuple | None  # map mode: (root_segments, spawned_results)
+    results: list | None  # map mode: runs of results, [(first task id, [values in pre-order]), ...]
     acks: tuple  # ranks whose steal answers arrived since the last report
     aborted: bool  # this worker has processed ABORT
     error: dict | None  # a kernel raised: what, where

@@ -20,14 +20,19 @@ import numpy
 
 from . import context as _context
 from .arrays import is_out_of_memory, to_host
-from ..observe.metrics import TaskTimes
+from ..observe.metrics import FOLD_EVERY, TaskTimes
 from .combine import SKIPPED, CombineError, PartialTree
-from .taskqueue import TaskQueue
+from .frames import Frame, LocalFold, root_frame
+from .localqueue import LocalQueue
 from .tasks import RootRun, Spawned, short_repr
 
 __all__ = ["Executor", "WorkerStats", "batch_form"]
 
 _now = time.perf_counter
+
+
+def _no_fold(frame, index, value) -> None:
+    raise AssertionError("a map call folds no results")
 
 
 def batch_form(kernel):
@@ -69,11 +74,17 @@ class Executor:
     """Runs tasks of one call on this rank and keeps their results.
 
     ``mode`` is "map" (keep every result, for shipping to the master) or
-    "reduce" (fold results into a PartialTree at once, keep nothing else).
+    "reduce" (fold results at once, keep nothing else).
     A kernel that raises is tried ``retries`` more times (sleeping
     ``retry_backoff_s``, doubling); after the last try, ``on_error="raise"``
     ends the call with a TaskError and ``"skip"`` records the failure and goes
     on (the task's result is None in ``map`` and leaves the reduction).
+
+    Tasks are run depth-first from a ``LocalQueue``; a task is known by its
+    parent's ``Frame`` and its index there, never by its id (built only when
+    the task leaves: a steal, a snapshot, an error, a trace). Reductions fold
+    through ``LocalFold``; ``map`` results are kept as runs of tasks consecutive
+    in pre-order, each named by its first task's id.
     """
 
     # Batched kernels: used while tasks take less than BATCH_BELOW_S each, with
@@ -100,41 +111,130 @@ class Executor:
         self.batch_cap = int(getattr(kernel, "max_batch", None) or self.BATCH_MAX)
         self.mode = mode
         self.decomposition = decomposition
-        self.queue = TaskQueue()
+        self.root = root_frame()
+        self.queue = LocalQueue(self.root)
         self.tree = PartialTree(op, n_roots) if mode == "reduce" else None  # op: skip_aware for "skip"
-        self.root_segments: list = []  # [[start, [values...]], ...] for map
-        self.spawned_results: list = []  # [(task_id, value), ...] for map
+        self.fold = LocalFold(self.tree) if self.tree is not None else None
+        self.segments: list = []  # map: [(first task's id, [values...]), ...], each a run in pre-order
+        self._run: list | None = None  # the values of the run the next task extends (None: it starts one)
         self.failed: list = []  # [(task_id, traceback)] skipped since the last report
         self.done = 0
         self.spawned = 0
         self.stats = WorkerStats(rank)
+        # Task durations in constant memory (a histogram; observe/metrics.py): appended to a small buffer that
+        # is folded in every FOLD_EVERY tasks, so a call of 10**12 tasks costs a worker no more than one of 10.
         self.times = TaskTimes(tracing)
         self._tracing = tracing
-        self._record_duration = self.times.durations.append  # bound once: this runs per task
+        self._pending_durations = self.times.durations
+        self._record_duration = self._pending_durations.append  # bound once (and after a fold): this runs per task
         self.on_device = device is not None
         self.error: dict | None = None
         self.retries = retries
         self.on_error = on_error
         self.retry_backoff_s = retry_backoff_s
         # ``rank``: this worker's id in the engine (its MPI rank, or 1..N in one process).
-        self.ctx = _context.TaskContext(rank if process_rank is None else process_rank, size, self._spawn, xp=xp,
+        self.ctx = _context.TaskContext(rank if process_rank is None else process_rank, size, None, xp=xp,
                                         device=device, worker=rank)
         self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue and results
-        self._children: list = []
-        self.current: list = []  # entries of the task(s) running now (for snapshots, hand-backs)
+        self._children: list = []  # what the running task spawned: [(payload, priority), ...]
+        self.ctx._children = self._children
+        # The task(s) running now (for snapshots, hand-backs): (frame, index, payload, priority) or a RootRun.
+        self.current: list = []
         self.current_started = 0.0  # perf_counter start of its current attempt
         self.retired = False  # set by the mailbox when the running task overran its timeout
-
-    def _spawn(self, child_id, payload, priority):
-        # Children join the queue only once their parent has returned: a task
-        # that fails (and is retried, or skipped) leaves no children behind, and
-        # a snapshot taken while it runs never holds children of a task it
-        # counts as not yet run.
-        self._children.append(Spawned(child_id, payload, priority))
+        self.halt = False  # set by the protocol (drain, abort, stop): run_slice returns before the next task
 
     @property
     def mean_task_s(self) -> float:
         return self.stats.busy_s / self.stats.tasks if self.stats.tasks else 0.0
+
+    # -- running -----------------------------------------------------------------------
+    def run_slice(self, until: float, poll=None) -> bool:
+        """Run tasks until the queue is empty, ``until`` (perf_counter) passes, ``halt`` is set or
+        ``poll()`` says stop (checked every few tasks); False if the call must end (a failure).
+
+        The per-task hot path. One task at a time is inlined here (no id is
+        built, nothing allocated but the frame of a task that spawned); short
+        tasks with a batched form, and runs of short root tasks, go through
+        ``run_one``'s batch and block paths."""
+        try:
+            return self._run_slice(until, poll)
+        except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
+            self.error = exc.failure(self.ctx.rank)
+            self.current.clear()
+            self._children.clear()
+            return False
+        finally:
+            _context._set_current(None)
+
+    def _run_slice(self, until, poll) -> bool:
+        queue, lock, stats, ctx, current = self.queue, self.lock, self.stats, self.ctx, self.current
+        pop, kernel, decomposition = queue.pop, self.kernel, self.decomposition
+        fold = self.fold
+        reduce = fold is not None
+        complete = fold.complete if fold is not None else _no_fold
+        record_duration = self._record_duration
+        k = 0
+        grouped = False  # whether the batch or block path applies (looked at every 16 tasks)
+        while True:
+            if k & 15 == 0:
+                if k and (_now() >= until or (poll is not None and poll())):
+                    return True
+                if len(self._pending_durations) >= FOLD_EVERY:
+                    self._fold_times()
+                    record_duration = self._record_duration
+                grouped = bool(stats.tasks) and stats.busy_s < stats.tasks * self.BATCH_BELOW_S and (
+                    self.batch_fn is not None or stats.busy_s < stats.tasks * self.BLOCK_BELOW_S)
+            k += 1
+            if grouped:
+                top = queue.top()
+                if self.batch_fn is not None or (top is not None and top.is_roots and len(top) > 1):
+                    if not self._run_one():
+                        return False
+                    _context._set_current(None)
+                    if not queue or self.halt or _now() >= until or (poll is not None and poll()):
+                        return True  # a block or batch is many tasks: look at the time after each
+                    continue
+            with lock:
+                if not queue:  # a steal took it meanwhile
+                    return True
+                g, j, payload, fresh = pop()
+                frame, priority = g.frame, g.priority
+                if payload is None and g.payloads is None:
+                    payload = decomposition.payload(j)
+                current.append((frame, j, payload, priority))
+            ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
+            _context._set_current(ctx)
+            t0 = self.current_started = _now()
+            try:
+                value = kernel(payload)
+                ok = True
+            except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
+                ok, value = False, exc
+            dt = _now() - t0
+            stats.busy_s += dt
+            record_duration(dt)
+            if self._tracing:
+                self.times.mark(t0, frame.child_path(j), dt)
+            if not ok:  # retries (sleeping), the error's description: the slow path
+                ok, value = (self._retry(frame, j, payload, priority, value) if self.retries
+                             else (False, self._describe_failure(frame, j, payload, value)))
+            with lock:
+                current.clear()
+                if self.retired:  # handed to another worker meanwhile: its result would count twice
+                    self._children.clear()
+                    return True
+                if not ok:
+                    if not self._finish_task(frame, j, ok, value, fresh):
+                        return False
+                elif reduce and not self._children:
+                    stats.tasks += 1
+                    self.done += 1
+                    complete(frame, j, value)
+                else:
+                    self._record(frame, j, value, fresh)
+            if not queue or self.halt or t0 + dt >= until:  # the clock read above: a slow task ends the slice
+                return True
 
     def run_one(self) -> bool:
         """Run the front task (or a batch or block of them); False if the call must end (a failure)."""
@@ -143,80 +243,112 @@ class Executor:
         except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
             self.error = exc.failure(self.ctx.rank)
             self.current.clear()
-            self._children = []
+            self._children.clear()
             return False
 
     def _run_one(self) -> bool:
         """Run the front task (or a batch of them). False if one failed for good under on_error="raise".
 
         This is the per-task hot path (a no-op task costs a few microseconds
-        here): the running task is noted as a plain tuple, and turned into a
-        queue entry only if a snapshot asks for it.
+        here): no id is built, the running task is noted as a plain tuple.
         """
         if self.stats.tasks and self.mean_task_s < self.BATCH_BELOW_S:
             if self.batch_fn is not None:
                 return self._run_batch()
             if self.mean_task_s < self.BLOCK_BELOW_S:
-                block = self._take_block()
-                if block is not None:
-                    return self._run_block(block)
+                top = self.queue.top()
+                if top is not None and top.is_roots and len(top) > 1:
+                    block = self._take_block()
+                    if block is not None:
+                        return self._run_block(*block)
         with self.lock:
             if not self.queue:  # a steal took it meanwhile
                 return True
-            task_id, payload, priority, run = self.queue.pop()
-            self.current.append((task_id, payload, priority, run))
-        if run is not None and run.payloads is None:
-            payload = self.decomposition.payload(task_id[0])
-        ok, value = self._attempts(task_id, payload, priority)
+            g, j, payload, fresh = self.queue.pop()
+            frame, priority = g.frame, g.priority
+            if payload is None and g.payloads is None:
+                payload = self.decomposition.payload(j)
+            self.current.append((frame, j, payload, priority))
+        ok, value = self._attempts(frame, j, payload, priority)
         with self.lock:
             self.current.clear()
             if self.retired:  # handed to another worker meanwhile: its result would count twice
-                self._children = []
+                self._children.clear()
                 return True
-            return self._finish_task(task_id, ok, value)
+            return self._finish_task(frame, j, ok, value, fresh)
 
-    def _finish_task(self, task_id, ok, value) -> bool:
+    def _finish_task(self, frame, j, ok, value, fresh) -> bool:
         """Record a task's outcome (caller holds the lock); False ends the call (on_error="raise")."""
         if not ok:
             if self.on_error != "skip":
                 self.error = value
                 return False
-            self.failed.append((task_id, value["remote_traceback"]))
+            self.failed.append((value["task_id"], value["remote_traceback"]))
             value = SKIPPED if self.tree is not None else None
-        self._record(task_id, value)
+        self._record(frame, j, value, fresh)
         return True
 
+    def _record(self, frame, j, value, fresh) -> None:
+        """Count the task, queue its children, keep or fold its result (caller holds the lock)."""
+        stats = self.stats
+        stats.tasks += 1
+        self.done += 1
+        children = self._children
+        if self.tree is None:
+            if self.on_device:
+                value = to_host(value)  # map results travel to the master, which may have no GPU
+            run = self._run
+            if run is None or fresh or not self.queue.uniform:
+                run = self._run = [value]
+                self.segments.append((frame.child_path(j), run))
+            else:
+                run.append(value)
+            if children:
+                self._queue_children(Frame(frame, j, 1 + len(children), None), children)
+            return
+        if children:
+            self._queue_children(Frame(frame, j, 1 + len(children), value), children)
+        else:
+            assert self.fold is not None
+            self.fold.complete(frame, j, value)  # device arrays combine on the device
+
+    def _queue_children(self, frame, children) -> None:
+        self.spawned += len(children)
+        self.queue.push_children(frame, children)
+        self._children = self.ctx._children = []
+
     def _take_block(self):
-        """Take a run of root tasks from the front of the queue (noted as running), or None."""
+        """Take a run of root tasks from the top of the queue (noted as running), or None."""
         k = int(min(self.BLOCK_MAX, self.BLOCK_TARGET_S / max(self.mean_task_s, 1e-9)))
         with self.lock:
-            front = self.queue.front()
+            top = self.queue.top()
             k = min(k, len(self.queue) // 2)
-            if not isinstance(front, RootRun) or k < 2:
+            if top is None or not top.is_roots or k < 2:
                 return None
-            block = self.queue.take_front(min(k, len(front)))[0]
+            g, start, stop, fresh = self.queue.take_top(k)
+            block = RootRun(start, stop, g.priority, g.payloads, g.first)
             self.current.append(block)
-        return block
+        return block, fresh
 
-    def _run_block(self, block) -> bool:
+    def _run_block(self, block, fresh) -> bool:
         """Run consecutive root tasks in one loop; stop early at a task that spawns or fails."""
         kernel, ctx, payloads, first = self.kernel, self.ctx, block.payloads, block.first
-        decomposition = self.decomposition
+        decomposition, root = self.decomposition, self.root
         add_duration, tracing = self._record_duration, self._tracing
         values = []
-        failure = spawner = None
+        failure = None
+        spawner = False
         ctx._priority = block.priority
+        ctx._frame = root
         _context._set_current(ctx)
         t = t_start = self.current_started = _now()
         for i in range(block.start, block.stop):
-            task_id = (i,)
-            ctx.task_id = task_id
-            ctx._n_children = 0
+            ctx._index, ctx._task_id = i, None
             payload = payloads[i - first] if payloads is not None else decomposition.payload(i)
             try:
                 value = kernel(payload)
             except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
-                failure = (task_id, payload, exc)
+                failure = (i, payload, exc)
                 add_duration(_now() - t)
                 break
             now = _now()
@@ -224,64 +356,68 @@ class Executor:
             t = now
             values.append(value)
             if self._children:  # its children must join the queue before anything else runs
-                spawner = i
+                spawner = True
                 break
         _context._set_current(None)
         self.stats.busy_s += _now() - t_start
         if tracing:  # tasks ran back to back from t_start
             self.times.block(t_start, block.start, len(values) + (failure is not None))
+        if len(self._pending_durations) >= FOLD_EVERY:  # after block(), which reads this block's durations
+            self._fold_times()
         outcome = True
         if failure is not None:  # retries as for any task, then record it or end the call
-            task_id, payload, error = failure
-            ok, value = (self._retry(task_id, payload, block.priority, error) if self.retries
-                         else (False, self._describe_failure(task_id, payload, error)))
+            i, payload, error = failure
+            ok, value = (self._retry(root, i, payload, block.priority, error) if self.retries
+                         else (False, self._describe_failure(root, i, payload, error)))
         with self.lock:
             self.current.clear()
             if self.retired:
-                self._children = []
+                self._children.clear()
                 return True
-            self._record_run(block.start, values, spawner)
-            rest = block.start + len(values)
+            rest = block.start + len(values) + (failure is not None)
+            if outcome and rest < block.stop:  # not run: back on top, below the spawner's children
+                self.queue.push_top(_root_group(root, rest, block))
+            self._record_run(block.start, values, spawner, fresh)
             if failure is not None:
-                outcome = self._finish_task(failure[0], ok, value)
-                rest += 1
-            if outcome and rest < block.stop:  # not run: back to the front of the queue
-                self.queue.push(RootRun(rest, block.stop, block.priority, block.payloads, block.first))
+                outcome = self._finish_task(root, failure[0], ok, value, fresh and not values)
+                if not outcome:
+                    self.queue.clear()
         return outcome
 
-    def _record_run(self, start, values, spawner) -> None:
-        """Record consecutive root tasks' results (caller holds the lock)."""
+    def _record_run(self, start, values, spawner, fresh) -> None:
+        """Record consecutive root tasks' results (caller holds the lock); the last one may have spawned."""
         n = len(values)
         if not n:
             return
-        if spawner is not None:  # only the last one spawned
+        if spawner:
             children, self._children = self._children, []
-            self._record_run(start, values[:-1], None)
-            self._children = children
-            self._record((spawner,), values[-1])
+            self._record_run(start, values[:-1], False, fresh)
+            self._children = self.ctx._children = children
+            self._record(self.root, start + n - 1, values[-1], fresh and n == 1)
             return
         self.stats.tasks += n
         self.done += n
-        if self.tree is not None:
-            add = self.tree.add_task
+        if self.fold is not None:
+            complete, root = self.fold.complete, self.root
             for k, value in enumerate(values):
-                add((start + k,), value, 0)
+                complete(root, start + k, value)
             return
         if self.on_device:
             values = [to_host(v) for v in values]
-        segs = self.root_segments
-        if segs and segs[-1][0] + len(segs[-1][1]) == start:
-            segs[-1][1].extend(values)
+        run = self._run
+        if run is None or fresh or not self.queue.uniform:
+            self._run = values
+            self.segments.append(((start,), values))
         else:
-            segs.append([start, values])
+            run.extend(values)
 
     def _pop_current(self):
         """Pop the front task and note it as running (caller holds the lock)."""
-        task_id, payload, priority, run = self.queue.pop()
-        self.current.append((task_id, payload, priority, run))
-        if run is not None and run.payloads is None:
-            payload = self.decomposition.payload(task_id[0])
-        return task_id, payload, priority
+        g, j, payload, fresh = self.queue.pop()
+        if payload is None and g.payloads is None:
+            payload = self.decomposition.payload(j)
+        self.current.append((g.frame, j, payload, g.priority))
+        return g.frame, j, payload, g.priority, fresh
 
     def _run_batch(self) -> bool:
         """Run several front tasks in one call of the kernel's batched form."""
@@ -302,13 +438,13 @@ class Executor:
         the error name the task itself; results are the same either way.
         """
         ctx = self.ctx
-        ctx.task_id, ctx._n_children, ctx._priority = tasks[0][0], 0, tasks[0][2]
+        ctx._frame, ctx._index, ctx._task_id, ctx._priority = tasks[0][0], tasks[0][1], None, tasks[0][3]
         ctx._in_batch = True
         _context._set_current(ctx)
         t0 = _now()
         failure = None
         try:
-            values = list(self.batch_fn([payload for _, payload, _ in tasks]))
+            values = list(self.batch_fn([t[2] for t in tasks]))
             if len(values) != len(tasks):
                 raise RuntimeError(f"batched kernel returned {len(values)} results for {len(tasks)} tasks")
         except BaseException as exc:  # noqa: B036  (as for one task: a task failure)
@@ -316,7 +452,7 @@ class Executor:
         finally:
             dt = _now() - t0
             self.stats.busy_s += dt
-            self.times.add_batch(t0, dt, [task_id for task_id, _, _ in tasks])
+            self.times.add_batch(t0, dt, [t[0].child_path(t[1]) for t in tasks])
             ctx._in_batch = False
             _context._set_current(None)
         if failure is not None:
@@ -329,66 +465,70 @@ class Executor:
         with self.lock:
             if self.retired:
                 return True
-            for (task_id, _, _), value in zip(tasks, values):
+            for (frame, j, _, _, fresh), value in zip(tasks, values):
                 self.current.pop(0)
-                self._record(task_id, value)
+                self._record(frame, j, value, fresh)
         return True
 
     def _run_one_by_one(self, tasks) -> bool:
-        for task_id, payload, priority in tasks:
-            ok, value = self._attempts(task_id, payload, priority)
+        for frame, j, payload, priority, fresh in tasks:
+            ok, value = self._attempts(frame, j, payload, priority)
             with self.lock:
                 if self.retired:
                     continue
                 self.current.pop(0)  # recorded below: no longer pending in a snapshot
-                if not self._finish_task(task_id, ok, value):
+                if not self._finish_task(frame, j, ok, value, fresh):
                     self.current = []
                     return False
         return True
 
-    def _attempts(self, task_id, payload, priority):
+    def _attempts(self, frame, j, payload, priority):
         """Run one task, with its retries: ``(True, value)`` or ``(False, error dict)``."""
         ctx = self.ctx
-        ctx.task_id = task_id
-        ctx._priority = priority
-        ctx._n_children = 0
+        ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
         _context._set_current(ctx)
         t0 = self.current_started = _now()
         try:
             return True, self.kernel(payload)
         except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
             if not self.retries:
-                return False, self._describe_failure(task_id, payload, exc)
-            return self._retry(task_id, payload, priority, exc)
+                return False, self._describe_failure(frame, j, payload, exc)
+            return self._retry(frame, j, payload, priority, exc)
         finally:
             dt = _now() - t0
             self.stats.busy_s += dt
-            self._add_time(t0, dt, task_id)
+            self._record_duration(dt)
+            if self._tracing:
+                self.times.mark(t0, frame.child_path(j), dt)
+            if len(self._pending_durations) >= FOLD_EVERY:
+                self._fold_times()
             _context._set_current(None)
 
-    def _retry(self, task_id, payload, priority, exc):
-        ctx, error = self.ctx, self._describe_failure(task_id, payload, exc)
+    def _retry(self, frame, j, payload, priority, exc):
+        ctx, error = self.ctx, self._describe_failure(frame, j, payload, exc)
         for attempt in range(1, self.retries + 1):
             self.stats.retries += 1
             time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-            ctx.task_id, ctx._priority, ctx._n_children = task_id, priority, 0
+            ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
             _context._set_current(ctx)
             t0 = self.current_started = _now()
             try:
                 return True, self.kernel(payload)
             except BaseException as again:  # as above
-                error = self._describe_failure(task_id, payload, again)
+                error = self._describe_failure(frame, j, payload, again)
             finally:
                 dt = _now() - t0
                 self.stats.busy_s += dt
-                self._add_time(t0, dt, task_id)
+                self._record_duration(dt)
+                if self._tracing:
+                    self.times.mark(t0, frame.child_path(j), dt)
                 _context._set_current(None)
         return False, error
 
-    def _describe_failure(self, task_id, payload, exc) -> dict:
-        self._children = []  # a failed try leaves no children
+    def _describe_failure(self, frame, j, payload, exc) -> dict:
+        self._children.clear()  # a failed try leaves no children
         return {
-            "task_id": task_id,
+            "task_id": frame.child_path(j),
             "payload_repr": short_repr(payload),
             "rank": self.ctx.rank,
             "host": socket.gethostname(),
@@ -396,64 +536,63 @@ class Executor:
             "exc_type": type(exc).__name__,
         }
 
-    def _record(self, task_id, value) -> None:
-        """Count the task, queue its children, keep its result (caller holds the lock)."""
-        self.stats.tasks += 1
-        n_children = len(self._children)
-        if n_children:
-            # Last child first: each then lands at the queue's front in O(1) (children sort before
-            # everything else the queue holds), where first-child-first cost an insort each.
-            self.queue.push_many(reversed(self._children))
-            self._children = []
-        self.done += 1
-        self.spawned += n_children
-        if self.tree is not None:
-            self.tree.add_task(task_id, value, n_children)  # device arrays combine on the device
-            return
-        if self.on_device:
-            value = to_host(value)  # map results travel to the master, which may have no GPU
-        if len(task_id) == 1:
-            segs, i = self.root_segments, task_id[0]
-            if segs and segs[-1][0] + len(segs[-1][1]) == i:
-                segs[-1][1].append(value)
-            else:
-                segs.append([i, [value]])
-        else:
-            self.spawned_results.append((task_id, value))
-
+    # -- what the protocol takes -----------------------------------------------------------
     def take_results(self):
         """Hand over the map results gathered so far (and forget them)."""
-        out = (self.root_segments, self.spawned_results)
-        self.root_segments, self.spawned_results = [], []
+        out, self.segments = self.segments, []
+        self._run = None  # the next task starts a new run (its id is built then)
         return out
 
     def take_failed(self) -> tuple:
         out, self.failed = tuple(self.failed), []
         return out
 
+    def give_tasks(self, k: int) -> list:
+        """About k tasks from the back of the queue, for a thief (caller holds the lock)."""
+        entries, cut = self.queue.take_back(k)
+        if self.fold is not None:
+            for frame in cut:  # their subtrees cannot complete here now: fold them by id
+                self.fold.split(frame)
+        return entries
+
     def take_tree_part(self):
-        """Hand over the completed blocks (and the known lengths) of the combine tree."""
+        """Hand over the completed blocks (and the known lengths) of the combine tree, with the partial
+        folds of every task still open here (snapshots, hand-backs)."""
         if self.tree is None:
             return None
+        self._split_open_frames()
         blocks, self.tree.blocks = self.tree.blocks, {}
         return self.tree.shippable_lengths(), {k: to_host(v) for k, v in blocks.items()}
 
+    def _split_open_frames(self) -> None:
+        assert self.fold is not None
+        frames = self.queue.frames() + [item[0] for item in self.current if not isinstance(item, RootRun)]
+        split = self.fold.split
+        for frame in frames:
+            split(frame)
+
     def pending_entries(self) -> list:
         """Tasks not run yet: the queue, and the task(s) running now (for snapshots, hand-backs)."""
-        entries = [e.packed() for e in self.queue.entries()]
+        entries = self.queue.entries()
         for item in self.current:
             if isinstance(item, RootRun):  # a block being run (_run_block)
                 entries.append(item.packed())
                 continue
-            task_id, payload, priority, run = item
-            if run is None:
-                entries.append(Spawned(task_id, payload, priority))
+            frame, j, payload, priority = item
+            if frame.offset == 0:
+                entries.append(RootRun(j, j + 1, priority, None if self.decomposition is not None else [payload]))
             else:
-                i = task_id[0]
-                entries.append(RootRun(i, i + 1, priority, run.payloads, run.first).packed())
+                entries.append(Spawned(frame.child_path(j), payload, priority))
         return entries
 
-    def _add_time(self, t0, dt, task_id) -> None:
-        self._record_duration(dt)
-        if self._tracing:
-            self.times.mark(t0, task_id, dt)
+    def _fold_times(self) -> None:
+        """Fold the pending task durations into the histogram (every FOLD_EVERY tasks: constant memory)."""
+        self.times.fold()
+        self._pending_durations = self.times.durations
+        self._record_duration = self._pending_durations.append
+
+
+def _root_group(root, start, block):
+    from .localqueue import Group
+
+    return Group(root, block.payloads, block.first, start, block.stop, block.priority)

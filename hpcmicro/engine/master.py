@@ -113,16 +113,15 @@ class Master:
         self.n_roots = n_roots
         self.workers = {r: WorkerView(r, c) for r, c in zip(worker_ranks, capacities)}
         self.tree = PartialTree(op, n_roots) if mode == "reduce" else None
-        self.root_segments: list = []
-        self.spawned_results: list = []
+        self.segments: list = []  # map results: [(id of the first task, [values in pre-order]), ...]
         self.failed: list = []
         if resume is not None:
             runs = _pending_entries(resume, payload_runs)
-            self.root_segments = list(resume.root_segments)
-            self.spawned_results = list(resume.spawned_results)
+            self.segments = list(resume.segments)
             self.failed = list(resume.failed)
             if self.tree is not None:
                 self.tree.merge(resume.lengths, resume.blocks)
+        self.resumed_results = sum(len(values) for _, values in self.segments)
         self.pool = TaskQueue(runs)
         # Counted for this attempt only: on resume, the cut's pending tasks are all there is to do.
         self.created = len(self.pool)
@@ -287,10 +286,8 @@ class Master:
             out.extend(SendStop(r, self.stop) for r in self.workers)
 
     def _absorb(self, results, failed) -> None:
-        if results is not None:
-            roots, spawned = results
-            self.root_segments.extend(roots)
-            self.spawned_results.extend(spawned)
+        if results:
+            self.segments.extend(results)
         if failed:
             self.failed.extend(failed)
 
@@ -454,8 +451,7 @@ class Master:
             state.blocks = dict(self.tree.blocks)
             state.lengths = dict(self.tree.lengths)
         else:
-            state.root_segments = list(self.root_segments)
-            state.spawned_results = list(self.spawned_results)
+            state.segments = list(self.segments)
         return state
 
     def cut_now(self, pending) -> CallState:

@@ -94,11 +94,13 @@ class WorkerProtocol:
             return [self._report(self._current_state(), snapshot=snapshot)]
         if kind is DrainAsked:
             self.draining = True
+            self.ex.halt = True  # start no new task
             self.last_state = None
             return []
         if kind is AbortAsked:
             if not self.aborted:  # a worker whose kernel failed has aborted itself and said so
                 self.aborted = True
+                self.ex.halt = True
                 self.ex.queue.clear()
                 self.last_state = None  # tell the master we dropped our work
             return []
@@ -106,11 +108,13 @@ class WorkerProtocol:
             return self._retire()
         if kind is StopAsked:
             self.stopped = True
+            self.ex.halt = True
             self.stop = event.stop
             return []
         if kind is ResultUnsendable:  # as a kernel failure: the call ends with that task's TaskError
             self.ex.error = event.error
             self.ex.queue.clear()
+            self.ex.halt = True
             self.aborted = True
             return [self._report(State.IDLE)]
         if kind is Signalled:
@@ -147,7 +151,7 @@ class WorkerProtocol:
                 ex.stats.steals_received += 1
                 ex.stats.tasks_received += sum(len(e) for e in event.entries)
         if not self.aborted and not ex.retired:
-            ex.queue.push_many(event.entries)
+            ex.queue.push_entries(event.entries)
         self.requested = False
         self.last_state = None  # whatever we said before is stale
         return []
@@ -155,7 +159,7 @@ class WorkerProtocol:
     def _steal(self, thief: int) -> list:
         ex = self.ex
         k = 0 if (self.aborted or self.draining or ex.retired) else self.policy.steal_size(len(ex.queue))
-        entries = [e.packed() for e in ex.queue.take_back(k)] if k else []
+        entries = ex.give_tasks(k) if k else []
         if entries:
             ex.stats.steals_given += 1
             ex.stats.tasks_given += sum(len(e) for e in entries)
@@ -181,6 +185,7 @@ class WorkerProtocol:
         if ex.retired:
             return []
         ex.retired = True
+        ex.halt = True
         self.hung = False
         entries = ex.pending_entries()
         ex.queue.clear()
@@ -209,9 +214,7 @@ class WorkerProtocol:
     def validate(self) -> None:
         ex = self.ex
         assert self.seq_seen >= 0 and ex.done >= 0 and ex.spawned >= 0
-        assert len(ex.queue) == sum(len(e) for e in ex.queue.entries()), "queue count drifted"
-        keys = [e.key for e in ex.queue.entries()]
-        assert keys == sorted(keys), "queue out of order"
+        ex.queue.validate()
         if ex.retired:
             assert not ex.queue, "a retired worker holds tasks"
         if self.stopped:

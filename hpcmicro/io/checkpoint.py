@@ -43,7 +43,13 @@ __all__ = ["CheckpointError", "CallState", "write_checkpoint", "read_checkpoint"
            "check_writable", "is_checkpoint", "FORMAT"]
 
 FORMAT = "hpcmicro-checkpoint"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+# What each version changed; an older file is refused with these words (it cannot be read as a newer one).
+FORMAT_CHANGES = {
+    2: "a whole-file checksum header",
+    3: "digests of the kernel's code",
+    4: "map results stored as runs of tasks in pre-order (the depth-independent spawn path)",
+}
 HEADER_SIZE = 512  # the HDF5 user block: a power of two >= 512
 MAGIC = FORMAT.encode() + b" "
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -175,8 +181,8 @@ def _verified_bytes(path: str) -> bytes:
     version = head[len(MAGIC):].split(b" ", 1)[0]
     if version != str(FORMAT_VERSION).encode():
         raise CheckpointError(f"{path}: checkpoint format version {version.decode(errors='replace')!r}, "
-                              f"this hpcmicro reads {FORMAT_VERSION} (format 3 added the digests of the "
-                              f"kernel's code)")
+                              f"this hpcmicro reads {FORMAT_VERSION} (format {FORMAT_VERSION} added "
+                              f"{FORMAT_CHANGES[FORMAT_VERSION]})")
     if head != _header(_digest(body)):
         raise CheckpointError(f"{path}: the file fails its whole-file checksum (corrupted or truncated)")
     return data

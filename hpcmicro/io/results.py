@@ -38,6 +38,25 @@ A file is written to a temporary file beside the target, fsynced and renamed
 over it, so a reader sees the old file or the whole new one. Reading a
 ``"pickle"`` result unpickles, which runs code from the file: read only
 results you trust.
+
+Reading is guarded the way it can be. HDF5 does not defend itself against
+corrupt metadata (a flipped bit can hang or crash the library), so
+:func:`file_kind` and :func:`read_result` first read the file's opening bytes
+with plain ``open``: a checkpoint (its user block starts with
+``checkpoint.MAGIC``) is never handed to h5py here, since only
+``read_checkpoint`` may parse one, after its SHA-256 matches; bytes that are
+no HDF5 file never reach h5py; and an HDF5 file's superblock is checked first
+(version, field sizes, base address, the end-of-file address against the
+file's size, which catches truncation, and the root object's address).
+A result file carries no checksum of its own: a job's finalize hook (and any
+user) adds datasets to it with h5py after it is written, which a whole-file
+digest would turn into "corrupted". A bit flipped deeper in a result file's
+metadata therefore still reaches HDF5, and can crash it or make it loop for
+ever. Result files are never read by a running job (a restart reads the
+checkpoint); the ``hpcmicro`` command (``inspect``, ``report``) parses them in
+a child process under a timeout (``app/cli.py``, ``read_file_safely``); a
+Python caller of :func:`read_result` on a file it does not trust can do the
+same.
 """
 
 from __future__ import annotations
@@ -46,6 +65,7 @@ import contextlib
 import json
 import os
 import pickle
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,9 +75,25 @@ import numpy as np
 
 from .. import __version__
 
-__all__ = ["ResultAttrs", "DatasetInfo", "Result", "write_result", "read_result", "file_kind", "as_numeric"]
+__all__ = ["ResultAttrs", "DatasetInfo", "Result", "write_result", "read_result", "file_kind", "sniff", "as_numeric"]
 
 CALLS = ("map", "map_reduce")
+
+
+def _json_object(text: Any, name: str) -> dict:
+    """The JSON object stored in attribute ``name``; ValueError naming it for anything else."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"attribute {name!r} is not JSON text: {_short(text)}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"attribute {name!r} holds JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _utc_now() -> str:
@@ -120,7 +156,7 @@ class ResultAttrs:
             policy=str(attrs.get("policy", "")),
             ranks=int(attrs.get("ranks", 0)),
             wall_s=float(attrs.get("wall_s", 0.0)),
-            stats=json.loads(attrs["stats"]),
+            stats=_json_object(attrs["stats"], "stats"),
             spec=str(attrs.get("spec", "")),
             job=str(attrs.get("job", "")),
             kernel=str(attrs.get("kernel", "")),
@@ -243,18 +279,97 @@ def _umask() -> int:
 
 
 def file_kind(path: str | os.PathLike) -> str:
-    """``"result"`` or ``"checkpoint"``; ValueError for another HDF5 file, OSError for no HDF5 file."""
+    """``"result"`` or ``"checkpoint"``, told by the first bytes before HDF5 parses anything.
+
+    A file that starts with the checkpoint header is a ``"checkpoint"`` without
+    HDF5 being asked (``read_checkpoint`` then verifies it before parsing).
+    OSError when the file cannot be read or holds no sound HDF5 file (missing,
+    a folder, random bytes, truncated); ValueError for an HDF5 file that is
+    neither a result file nor a checkpoint.
+    """
     import h5py
 
     from .checkpoint import FORMAT
 
+    if sniff(path) == "checkpoint":
+        return "checkpoint"
     with h5py.File(path, "r") as f:
         attrs = f.attrs
-        if attrs.get("format") == FORMAT:
+        if attrs.get("format") == FORMAT:  # a checkpoint of format 1 (no header); read_checkpoint refuses it
             return "checkpoint"
         if "stats" in attrs:
             return "result"
     raise ValueError(f"{path}: neither an hpcmicro result file (no 'stats' attribute) nor a checkpoint")
+
+
+# What HDF5 would read first: the superblock at offset 0 (a result file has no user block). The longest part
+# parsed here: version 1's 28 bytes of fixed fields, then six 8-byte addresses.
+_SUPERBLOCK_BYTES = 28 + 6 * 8
+_FIELD_SIZES = (2, 4, 8, 16, 32)  # the sizes of offsets and lengths HDF5 allows
+
+
+def sniff(path: str | os.PathLike) -> str:
+    """``"checkpoint"`` or ``"hdf5"`` (a sound-looking HDF5 file at offset 0), read with plain ``open``.
+
+    OSError for a file that cannot be read, is no HDF5 file, or whose superblock
+    is damaged or points past its end (truncated); ValueError for an HDF5 file
+    behind a user block that is not a checkpoint's header.
+    """
+    from .checkpoint import HDF5_SIGNATURE, HEADER_SIZE, MAGIC
+
+    with open(path, "rb") as fh:  # FileNotFoundError, IsADirectoryError, PermissionError
+        head = fh.read(max(HEADER_SIZE + len(HDF5_SIGNATURE), _SUPERBLOCK_BYTES))
+        size = os.fstat(fh.fileno()).st_size
+    if head.startswith(MAGIC):
+        return "checkpoint"
+    if head.startswith(HDF5_SIGNATURE):
+        problem = _superblock_problem(head, size)
+        if problem:
+            raise OSError(f"{path}: damaged HDF5 file: {problem}")
+        return "hdf5"
+    if head[HEADER_SIZE:].startswith(HDF5_SIGNATURE):
+        raise ValueError(f"{path}: neither an hpcmicro result file nor a checkpoint: an HDF5 file behind a "
+                         f"{HEADER_SIZE}-byte block that is not a checkpoint header (a checkpoint whose header "
+                         f"is damaged, or another program's file)")
+    raise OSError(f"{path}: not an HDF5 file" + (" (empty)" if size == 0 else ""))
+
+
+def _superblock_problem(head: bytes, size: int) -> str | None:
+    """What is wrong with the HDF5 superblock at the start of ``head`` (None if it looks sound).
+
+    Layout: the HDF5 file format specification, "Superblock" (versions 0 and 1
+    share one layout, 2 and 3 another).
+    """
+    if len(head) < 16:
+        return f"truncated inside its superblock ({size} bytes)"
+    version = head[8]
+    if version in (0, 1):
+        offsets, lengths = head[13], head[14]
+        fields = 24 + (4 if version == 1 else 0)  # v1 adds the indexed-storage K and two reserved bytes
+        names: tuple[str, ...] = ("base", "free-space", "end-of-file", "driver", "root link name",
+                                  "root object header")
+    elif version in (2, 3):
+        offsets, lengths = head[9], head[10]
+        fields = 12
+        names = ("base", "extension", "end-of-file", "root object header")
+    else:
+        return f"unknown superblock version {version}"
+    if offsets not in _FIELD_SIZES or lengths not in _FIELD_SIZES:
+        return f"impossible field sizes {offsets} and {lengths}"
+    fmt = {2: "H", 4: "I", 8: "Q"}.get(offsets)
+    if fmt is None:  # 16 or 32 bytes: legal, but nothing hpcmicro or h5py writes
+        return f"{offsets}-byte addresses"
+    if len(head) < fields + len(names) * offsets:
+        return f"truncated inside its superblock ({size} bytes)"
+    addresses = dict(zip(names, struct.unpack_from(f"<{len(names)}{fmt}", head, fields)))
+    eof = addresses["end-of-file"]
+    if addresses["base"] != 0:
+        return f"base address {addresses['base']} for a superblock at offset 0"
+    if eof > size:
+        return f"truncated: it should hold {eof} bytes and holds {size}"
+    if not 0 < addresses["root object header"] < eof:
+        return f"root object at {addresses['root object header']}, outside the file's {eof} bytes"
+    return None
 
 
 def read_result(path: str | os.PathLike, value: bool = True) -> Result:
@@ -264,10 +379,18 @@ def read_result(path: str | os.PathLike, value: bool = True) -> Result:
     """
     import h5py
 
+    if sniff(path) == "checkpoint":  # never parsed here: read_checkpoint verifies it first
+        raise ValueError(f"{path}: a checkpoint, not a result file")
     with h5py.File(path, "r") as f:
         if "stats" not in f.attrs:
             raise ValueError(f"{path}: not an hpcmicro result file (no 'stats' attribute)")
-        attrs = ResultAttrs.from_hdf5(f.attrs)
+        try:
+            attrs = ResultAttrs.from_hdf5(f.attrs)
+        except ValueError as exc:  # e.g. a 'stats' that is not JSON text
+            raise ValueError(f"{path}: not a readable hpcmicro result file: {exc}") from None
+        except (TypeError, KeyError, OverflowError) as exc:  # another attribute of the wrong kind
+            raise ValueError(f"{path}: not a readable hpcmicro result file: its attributes do not parse "
+                             f"({type(exc).__name__}: {exc})") from None
         datasets: list[DatasetInfo] = []
         f.visititems(lambda name, obj: datasets.append(_describe(name, obj)) if isinstance(obj, h5py.Dataset)
                      else None)

@@ -3,10 +3,19 @@
 ``device="auto"`` binds a worker to a GPU when CuPy imports and a device is
 visible, else runs it on NumPy (and says so once); ``"cpu"`` always uses
 NumPy; ``"gpu"`` requires a GPU and is an error without one, never a silent
-CPU run. A GPU rank's device is its node-local rank (SLURM_LOCALID when Slurm
-sets it, else the rank within ``MPI.COMM_TYPE_SHARED``) modulo the visible
+CPU run. A GPU rank's device is its node-local rank modulo the visible
 devices; CUDA_VISIBLE_DEVICES is respected because CUDA numbers only the
-visible devices.
+visible devices. The node-local rank is what the launcher says
+(LOCAL_RANK_VARIABLES: Slurm, MPICH's and Intel MPI's Hydra, Open MPI, ...),
+else the rank in the communicator.
+
+Choosing a backend is local to each rank and never fails half-way:
+``select_backend`` makes no collective call (the master does not call it, so a
+collective there would leave the workers waiting for it) and turns every
+failure (a CuPy error, a device that cannot be made current, a bad memory
+limit) into an InvalidCall naming it. The Runtime gathers every rank's outcome
+in one allgather and raises the same error, naming the failing ranks, on all
+of them.
 
 CuPy is imported only here and only when asked for, so ``import hpcmicro`` and
 CPU runs never touch it.
@@ -63,11 +72,33 @@ def _cupy_devices():
     return cupy, count
 
 
+# The node-local rank as launchers set it, before MPI starts: Slurm's srun, Hydra (MPICH, Intel MPI),
+# Open MPI's mpirun/prterun, MVAPICH2, Cray PALS, Flux, LSF's jsrun. Slurm first: inside an allocation, srun
+# is the launcher even when an MPI library's variables leak in from the batch script's environment.
+LOCAL_RANK_VARIABLES = ("SLURM_LOCALID", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK",
+                        "MV2_COMM_WORLD_LOCAL_RANK", "PALS_LOCAL_RANKID", "FLUX_TASK_LOCAL_ID",
+                        "JSM_NAMESPACE_LOCAL_RANK")
+
+
+def launcher_local_rank() -> int | None:
+    """This process's index among the ranks on its node, as the launcher says (None if none does)."""
+    for name in LOCAL_RANK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def node_local_rank(comm) -> int:
-    """This rank's index among the ranks on its node."""
-    local = os.environ.get("SLURM_LOCALID")
-    if local is not None and local.isdigit():
-        return int(local)
+    """This rank's index among the ranks on its node.
+
+    The launcher's word if it gives one; else the rank within
+    ``MPI.COMM_TYPE_SHARED``, which is a collective call: every rank of
+    ``comm`` must then call this. ``select_backend`` does not use it.
+    """
+    local = launcher_local_rank()
+    if local is not None:
+        return local
     from mpi4py import MPI
 
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
@@ -78,7 +109,15 @@ def node_local_rank(comm) -> int:
 
 
 def select_backend(device: str, comm, local_rank: int | None = None, memory_limit=None) -> Backend:
-    """The backend of this rank (called on every worker rank)."""
+    """The backend of this rank (called on every task-running rank, the master of a multi-rank job not).
+
+    Local to this rank: no collective call on ``comm``, so ranks that choose
+    differently (or fail) never leave each other waiting. Every failure is an
+    InvalidCall saying what failed, for the caller to gather from every rank.
+    ``local_rank`` defaults to the launcher's node-local rank, else the rank
+    in ``comm`` (the devices are then shared out as well as can be without
+    knowing which ranks share a node).
+    """
     if device not in DEVICES:
         raise InvalidCall(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "cpu":
@@ -90,12 +129,28 @@ def select_backend(device: str, comm, local_rank: int | None = None, memory_limi
         return Backend(numpy, None, "numpy", reason=found)
     count = found
     if local_rank is None:
-        local_rank = node_local_rank(comm)
+        local_rank = launcher_local_rank()
+    if local_rank is None:
+        local_rank = comm.rank if comm is not None else 0
     dev = local_rank % count
-    cupy.cuda.Device(dev).use()
+    try:
+        cupy.cuda.Device(dev).use()
+    except Exception as exc:  # e.g. a device in exclusive-process mode that another process holds
+        why = _one_line(f"GPU {dev} of {count} visible cannot be used: {type(exc).__name__}: {exc}")
+        if device == "gpu":
+            raise InvalidCall(f"device='gpu' but this rank's {why}") from None
+        return Backend(numpy, None, "numpy", reason=why)
     if memory_limit is not None:
-        set_memory_limit(cupy, memory_limit)
+        try:
+            set_memory_limit(cupy, memory_limit)
+        except Exception as exc:
+            raise InvalidCall(_one_line(f"device_memory_limit={memory_limit!r} cannot be set on GPU {dev}: "
+                                        f"{type(exc).__name__}: {exc}")) from None
     return Backend(cupy, dev, "cupy")
+
+
+def _one_line(text: str) -> str:
+    return text.split("\n")[0]
 
 
 def set_memory_limit(cupy, limit) -> None:

@@ -29,7 +29,32 @@ def ulfm_available() -> bool:
     Open MPI 5 has ULFM built in, but detects failures only when started with
     ``mpirun --with-ft ulfm`` (which sets OMPI_MCA_mpi_ft_enable); without it
     a dead rank still ends the job.
+
+    Never raises, and calls nothing collective: every rank calls it and then
+    ``allgather``s the answers (``Runtime.open``), so one rank leaving with an
+    exception would leave the others waiting there for ever. A probe that
+    fails is taken as "no ULFM" (a dead rank then ends the job, as on MPICH)
+    and logged with the rank and the error; the ranks' answers are then
+    combined (all must say yes), so every rank agrees.
     """
+    try:
+        return _probe_ulfm()
+    except Exception as exc:  # noqa: BLE001  (an answer is owed to the other ranks whatever happened)
+        log.warning("hpcmicro: rank %s: the ULFM probe failed (%s: %s); running without ULFM: a dead rank "
+                    "ends the job", _world_rank(), type(exc).__name__, str(exc).split("\n")[0])
+        return False
+
+
+def _world_rank() -> str:
+    try:
+        from mpi4py import MPI
+
+        return str(MPI.COMM_WORLD.Get_rank())
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _probe_ulfm() -> bool:
     import os
 
     from mpi4py import MPI

@@ -26,6 +26,7 @@ chrome://tracing).
 from __future__ import annotations
 
 import json
+import threading
 from array import array
 
 import numpy
@@ -46,7 +47,9 @@ class TaskTimes:
     ``durations`` holds only the durations not yet folded into the histogram
     (``fold``): appenders call ``fold`` once it holds FOLD_EVERY or more, and
     ``block`` reads the last ones of a block before that. ``summary`` folds
-    whatever is left.
+    whatever is left. ``fold`` empties the array in place (it replaces it only
+    while something views its buffer), so a caller that keeps its ``append``
+    bound should bind it again after a fold.
 
     Events are kept compact (parallel arrays: start, duration, first and last
     root id; spawned ids by event index). A block of back-to-back tasks that
@@ -56,7 +59,7 @@ class TaskTimes:
     statistics count every task's duration either way.
     """
 
-    __slots__ = ("durations", "counts", "n", "total", "low", "high",
+    __slots__ = ("durations", "counts", "n", "total", "low", "high", "_folding",
                  "tracing", "ev_start", "ev_dur", "ev_first", "ev_last", "spawned")
 
     def __init__(self, tracing: bool = False):
@@ -66,6 +69,8 @@ class TaskTimes:
         self.total = 0.0
         self.low = float("inf")
         self.high = 0.0
+        # A retired worker's mailbox thread takes the summary while its hung kernel may still finish and fold.
+        self._folding = threading.Lock()
         self.tracing = tracing
         self.ev_start = array("d")
         self.ev_dur = array("f")
@@ -82,17 +87,24 @@ class TaskTimes:
 
     def fold(self) -> None:
         """Move the pending durations into the histogram, count, sum, minimum and maximum."""
-        if not self.durations:
-            return
-        # One expression: the buffer view is gone before the buffer is emptied (an exported array cannot shrink).
-        d = numpy.frombuffer(self.durations, dtype=numpy.float32).astype(numpy.float64)
-        # Bin b holds _EDGES[b] <= x < _EDGES[b + 1]; what lies outside the edges goes to the end bins.
-        self.counts += numpy.bincount(numpy.searchsorted(_INNER_EDGES, d, side="right"), minlength=self.counts.size)
-        self.n += int(d.size)
-        self.total += float(d.sum())
-        self.low = min(self.low, float(d.min()))
-        self.high = max(self.high, float(d.max()))
-        del self.durations[:]
+        with self._folding:
+            # A copy, then its removal: two atomic array operations, so a concurrent append is neither lost
+            # nor blocked (an array whose buffer numpy were viewing could not grow).
+            taken = self.durations[:]
+            if not taken:
+                return
+            try:
+                del self.durations[:len(taken)]
+            except BufferError:  # someone holds a view of it (a test's numpy.frombuffer): a new array, then
+                self.durations = array("f", self.durations[len(taken):])
+            d = numpy.frombuffer(taken, dtype=numpy.float32).astype(numpy.float64)
+            # Bin b holds _EDGES[b] <= x < _EDGES[b + 1]; durations outside the edges go to the end bins.
+            self.counts += numpy.bincount(numpy.searchsorted(_INNER_EDGES, d, side="right"),
+                                          minlength=self.counts.size)
+            self.n += int(d.size)
+            self.total += float(d.sum())
+            self.low = min(self.low, float(d.min()))
+            self.high = max(self.high, float(d.max()))
 
     def mark(self, start: float, task_id, seconds: float) -> None:
         """One task's event (its duration is recorded separately): tracing only."""

@@ -30,7 +30,7 @@ def partial(tmp_path_factory):
 
     _, calls = read_checkpoint(path)
     assert [c.complete for c in calls] == [True, False]  # one stored call, one partial one
-    assert calls[1].root_segments and calls[1].pending_roots  # stopped in the middle
+    assert calls[1].segments and calls[1].pending_roots  # stopped in the middle
     return path, json.loads(run.stdout.strip().splitlines()[-1])
 
 

@@ -25,6 +25,32 @@ from hpcmicro.engine.tasks import RootRun, Spawned, TaskSource
 from hpcmicro.engine.worker import EXIT, RUN, WorkerProtocol
 
 
+def preorder_ids(kernel, source) -> list:
+    """Every task id of a call in pre-order, from running its (pure) kernel serially."""
+    from hpcmicro.engine import context as taskcontext
+
+    ids: list = []
+    children: list = []
+    ctx = taskcontext.TaskContext(0, 1, lambda cid, payload, prio: children.append((cid, payload)))
+    taskcontext._set_current(ctx)
+    try:
+        stack = [((i,), source.decomposition.payload(i) if source.payloads is None else source.payloads[i])
+                 for i in reversed(range(source.n))]
+        while stack:
+            tid, payload = stack.pop()
+            ids.append(tid)
+            ctx.task_id = tid
+            try:
+                kernel(payload)
+            except Exception:  # a failing task spawns nothing
+                children.clear()
+            stack.extend(reversed(children))
+            children.clear()
+    finally:
+        taskcontext._set_current(None)
+    return ids
+
+
 def task_ids(entry):
     if isinstance(entry, RootRun):
         return [(i,) for i in range(entry.start, entry.stop)]
@@ -52,6 +78,9 @@ class Cluster:
         self.cuts: list = []  # CutReady instructions, in order
         self.events = 0
         self.validate_every = 1
+        self.kernel = kernel
+        self._preorder = None  # every task id in pre-order, once the tree has spawned (expand)
+        self._position: dict = {}
         self._send(0, self.master.handle(Start(0.0)))
         self.check()
 
@@ -139,9 +168,8 @@ class Cluster:
         pending, finished = [], []
         for e in self.master.pool.entries():
             pending += task_ids(e)
-        for start, values in self.master.root_segments:
-            finished += [(start + k,) for k in range(len(values))]
-        finished += [i for i, _ in self.master.spawned_results]
+        for first, values in self.master.segments:
+            finished += self.expand(first, len(values))
         for q in self.pairs.values():
             for tag, body in q:
                 if tag == Tag.TASKS:
@@ -149,11 +177,8 @@ class Cluster:
                         pending += task_ids(e)
                 elif tag == Tag.REPORT:
                     rep: Report = body
-                    if rep.results is not None:
-                        roots, spawned = rep.results
-                        for start, values in roots:
-                            finished += [(start + k,) for k in range(len(values))]
-                        finished += [i for i, _ in spawned]
+                    for first, values in rep.results or ():
+                        finished += self.expand(first, len(values))
                     if rep.handback is not None:
                         for e in rep.handback[0]:
                             pending += task_ids(e)
@@ -162,13 +187,28 @@ class Cluster:
                 continue
             for e in ex.queue.entries():
                 pending += task_ids(e)
-            for start, values in ex.root_segments:
-                finished += [(start + k,) for k in range(len(values))]
-            finished += [i for i, _ in ex.spawned_results]
+            for first, values in ex.segments:
+                finished += self.expand(first, len(values))
         everything = pending + finished
         assert len(everything) == len(set(everything)), \
             f"a task is in two places: {sorted(i for i in set(everything) if everything.count(i) > 1)[:5]}"
         assert set(pending).isdisjoint(finished)
+
+    def expand_all(self) -> list:
+        """Every task id of the call in pre-order."""
+        return preorder_ids(self.kernel, self.source)
+
+    def expand(self, first, n) -> list:
+        """The ids of a run of n map results from task ``first``: consecutive in pre-order."""
+        if self._preorder is None:
+            known = self.master.resumed_results + self.master.created  # tasks the master knows of
+            if not (known > self.n_roots or any(ex.spawned or any(f.offset for f in ex.queue.frames())
+                                                for ex in self.executors.values())):
+                return [(first[0] + k,) for k in range(n)]  # no task spawned (yet): roots only
+            self._preorder = preorder_ids(self.kernel, self.source)
+            self._position = {tid: k for k, tid in enumerate(self._preorder)}
+        at = self._position[tuple(first)]
+        return self._preorder[at:at + n]
 
     def result(self):
         from hpcmicro.driver.call import ordered_results
@@ -181,16 +221,22 @@ class Cluster:
         return merge_parts(self.master.tree.op, self.n_roots, parts)
 
 
-def check_cut(cut_state, n_roots):
-    """A cut partitions the tasks it knows: none is both pending and finished."""
+def check_cut(cut_state, n_roots, order=None):
+    """A cut partitions the tasks it knows: none is both pending and finished.
+
+    ``order``: every task id in pre-order (``preorder_ids``), for calls whose tasks spawn."""
     pending = []
     for a, b, _ in cut_state.pending_roots:
         pending += [(i,) for i in range(a, b)]
     pending += [tuple(i) for i, _, _ in cut_state.pending_spawned]
     finished = []
-    for start, values in cut_state.root_segments:
-        finished += [(start + k,) for k in range(len(values))]
-    finished += [tuple(i) for i, _ in cut_state.spawned_results]
+    position = {tid: k for k, tid in enumerate(order)} if order is not None else None
+    for first, values in cut_state.segments:
+        if position is None:
+            finished += [(first[0] + k,) for k in range(len(values))]
+        else:
+            at = position[tuple(first)]
+            finished += order[at:at + len(values)]
     both = set(pending) & set(finished)
     assert not both, f"tasks both pending and finished in a cut: {sorted(both)[:5]}"
     assert len(pending) == len(set(pending)) and len(finished) == len(set(finished))

@@ -95,7 +95,7 @@ def test_checkpoint_cuts_are_consistent_and_each_resumes_exactly(policy, seed):
     assert c.result() == tree_serial(ROOTS)
     assert len(c.cuts) >= 3
     for cut in c.cuts[:: max(1, len(c.cuts) // 4)]:
-        check_cut(cut.state, len(ROOTS))
+        check_cut(cut.state, len(ROOTS), c.expand_all())
         # Resume it on fewer workers (as after a lost worker): exactly the serial result.
         again = Cluster(tree_node, ROOTS, policy(), 2, seed=seed + 100, resume=cut.state)
         again.run()
@@ -161,7 +161,7 @@ def test_preemption_ends_with_a_final_cut_that_resumes_exactly(seed):
     assert c.master.stop.kind == "preempted"
     assert c.cuts[-1].reason == "preempt"
     final = c.cuts[-1].state
-    check_cut(final, len(ROOTS))
+    check_cut(final, len(ROOTS), c.expand_all())
     again = Cluster(tree_node, ROOTS, StealPolicy(), 2, seed=seed, resume=final)
     again.run()
     assert again.result() == tree_serial(ROOTS)

@@ -40,8 +40,7 @@ def run_tree():
             out = []
             stack = [((), payload)]
             while stack:
-                ctx.task_id, p = stack.pop()
-                ctx._n_children = 0
+                ctx.task_id, p = stack.pop()  # also starts the task's spawn count at 0
                 out.append((ctx.task_id, kernel(p)))
                 stack.extend(reversed(pending))
                 pending.clear()
