@@ -44,6 +44,7 @@ __all__ = [
     "UTSParams",
     "TreeStats",
     "PRESETS",
+    "PUBLISHED_NODES",
     "T1",
     "T2",
     "T3",
@@ -115,6 +116,16 @@ PRESETS = {
     "T5": T5,
     "SMALL_GEO": SMALL_GEO,
     "SMALL_BIN": SMALL_BIN,
+}
+
+# The node counts the reference publishes for its sample trees (sample_trees.sh), by preset name:
+# an implementation that walks one of these trees must count exactly this many nodes.
+PUBLISHED_NODES = {
+    "T1": 4_130_071,
+    "T2": 4_117_769,
+    "T3": 4_112_897,
+    "T4": 4_132_453,
+    "T5": 4_147_582,
 }
 
 # Spawn-index suffixes, precomputed: a node has at most max(100, b0) children.
