@@ -8,6 +8,7 @@ checkpoints, resumes, preempts and fails exactly as a multi-rank one.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from .constants import MASTER
 from .driver.call import CallSpec
 from .driver.inprocess import run_inprocess
-from .driver.spmd import run_master_rank, run_worker_rank
+from .driver.spmd import conclude, result_lost, run_master_rank, run_worker_rank
 from .engine.combine import resolve_op, skip_aware
 from .engine.cut import CallState
 from .engine.tasks import DECOMPOSITIONS, TaskSource, short_repr
@@ -29,6 +30,7 @@ from .io.session import CheckpointSession
 from .mpi import signals, threads
 from .mpi import ulfm as faults
 from .mpi.collectives import deliver, wait_for_all
+from .mpi.rounds import agree_on_call
 from .mpi.devices import CPU, select_backend
 from .observe.metrics import write_chrome_trace
 from .observe.progress import Progress
@@ -61,7 +63,7 @@ class Runtime:
         self.comm: Any = None  # the private duplicate (an mpi4py Intracomm) while open
         self.backend: Any = None  # this rank's Backend (None on the master of a multi-rank job)
         self.capacities: list = []
-        self.stats: CallStats | None = None
+        self._stats: Any = None  # CallStats, or the StatsParts it is built from when first read
         self._calls = 0
         self._closed = False
         self._in_call = threading.Lock()  # one call at a time: a second thread, or a kernel calling back, is refused
@@ -102,6 +104,17 @@ class Runtime:
                 self.close()
                 raise
         return self
+
+    @property
+    def stats(self) -> CallStats | None:
+        """The last call's statistics (the same on every rank), assembled when first read."""
+        if self._stats is not None and not isinstance(self._stats, CallStats):
+            self._stats = self._stats.build()
+        return self._stats
+
+    @stats.setter
+    def stats(self, value) -> None:
+        self._stats = value
 
     def _bind_device(self) -> None:
         """Choose every task-running rank's backend; errors (device="gpu" without one) on every rank."""
@@ -225,11 +238,18 @@ class Runtime:
             error = (type(exc).__name__, str(exc))
             op_name = repr(op)
         signature = (kind, kernel_name, op_name, TaskSource.describe(tasks), root, self.options.policy.name)
-        wait_for_all(comm)
         n_roots = spec.n_roots if spec is not None else None
-        seen = comm.allgather((signature, error, n_roots, stored is not None and stored.complete))
-        _check_agreement(seen)
-        spec.n_roots, replay = seen[MASTER][2], seen[MASTER][3]
+        replay = stored is not None and stored.complete
+        if comm.size > 1:  # one round: the master's task count and stored state, the agreement checked on a digest
+            master_roots, master_replay, seen = agree_on_call(comm, signature, error, n_roots, replay,
+                                                              lambda: (signature, error, n_roots, replay))
+            if seen is not None:
+                _check_agreement(seen)
+                master_roots, master_replay = seen[MASTER][2], seen[MASTER][3]
+            n_roots, replay = master_roots, master_replay
+        elif error is not None:
+            _check_agreement([(signature, error, n_roots, replay)])
+        spec.n_roots = n_roots
         spec.epoch = time.perf_counter()  # every rank passed the same collective just now: the trace's zero
         if replay:
             return self._replay(kind, stored, root, t0)
@@ -289,11 +309,16 @@ class Runtime:
         while True:
             try:
                 outcome = self._run_once(spec, resume)
-                value = None
-                if outcome.error is None:
-                    self._store_result(spec, outcome)
-                    value = deliver(self.comm, outcome.value, root)
-                return value, outcome
+                if self.comm.size == 1:
+                    if outcome.error is None:
+                        try:
+                            self._store_result(spec, outcome)
+                        except CheckpointError as exc:
+                            raise result_lost(str(exc)) from None
+                    return outcome.value, outcome
+                store = functools.partial(self._store_result, spec, outcome) if self._session is not None else None
+                outcome = conclude(self.comm, outcome, root, store)
+                return outcome.value, outcome
             except Exception as err:
                 if not (self._ulfm and faults.is_process_failure(err)):
                     raise
@@ -301,20 +326,16 @@ class Runtime:
                 resume = self._session.last_cut if self._session is not None else None
 
     def _store_result(self, spec: CallSpec, outcome) -> None:
-        """Write the finished call into the checkpoint; a failed write raises CheckpointError on every rank."""
-        failure = None
-        if self.comm.rank == MASTER and self._session is not None:
-            try:
-                self._session.complete(CallState(
-                    index=spec.index, identity=spec.identity, code=spec.code, kind=spec.kind, n_roots=spec.n_roots,
-                    complete=True, result=outcome.value, failed=list(outcome.stats.failed)))
-            except CheckpointError as exc:
-                failure = str(exc)
-        if self.options.checkpoint and self.comm.size > 1:  # only checkpointed calls pay this round
-            failure = self.comm.bcast(failure, root=MASTER)
-        if failure is not None:
-            raise CheckpointError(f"{failure}; the call's result is lost: rerun to resume from the last "
-                                  f"checkpoint on disk")
+        """Write the finished call into the checkpoint (the master's); a failed write raises CheckpointError.
+
+        On several ranks ``conclude`` calls this before the end-of-call header,
+        so that a failed write is raised on every rank.
+        """
+        if self.comm.rank != MASTER or self._session is None:
+            return
+        self._session.complete(CallState(
+            index=spec.index, identity=spec.identity, code=spec.code, kind=spec.kind, n_roots=spec.n_roots,
+            complete=True, result=outcome.value, failed=list(outcome.stats.failed)))
 
     def _run_once(self, spec: CallSpec, resume):
         comm, opts = self.comm, self.options

@@ -19,7 +19,7 @@ from ..errors import TaskError
 from ..observe.stats import CallStats
 
 __all__ = ["CallSpec", "Outcome", "make_master", "make_executor", "make_protocol", "master_summary",
-           "build_stats", "ordered_results", "stop_exception", "reduced_value"]
+           "StatsParts", "ordered_results", "stop_exception", "reduced_value"]
 
 
 @dataclass
@@ -44,7 +44,7 @@ class CallSpec:
 
 
 class Outcome(NamedTuple):
-    stats: CallStats
+    stats: Any  # StatsParts (built into CallStats when read); None on a worker until the header comes
     error: BaseException | None  # TaskError or Preempted, raised on every caller
     value: Any  # the full result, on the master (None elsewhere)
     timelines: list | None = None  # the workers' trace events (TaskTimes.raw), on the master, when tracing
@@ -76,11 +76,26 @@ def master_summary(master: Master, spec: CallSpec) -> tuple:
     return info, master.bytes_from, decisions
 
 
-def build_stats(spec: CallSpec, options, ranks: int, summary, worker_dicts, task_summaries) -> CallStats:
-    info, bytes_from, decisions = summary
-    stats = CallStats.build(spec.kind, options.policy.name, ranks, info, worker_dicts, task_summaries, bytes_from)
-    stats.decisions = decisions
-    return stats
+class StatsParts(NamedTuple):
+    """What a call's statistics are built from; ``build()`` only when someone reads ``rt.stats``."""
+
+    kind: str
+    policy: str
+    ranks: int
+    summary: tuple  # master_summary
+    worker_dicts: list
+    task_summaries: list
+
+    @property
+    def failed(self) -> list:
+        return list(self.summary[0][4])
+
+    def build(self) -> CallStats:
+        info, bytes_from, decisions = self.summary
+        stats = CallStats.build(self.kind, self.policy, self.ranks, info, self.worker_dicts, self.task_summaries,
+                                bytes_from)
+        stats.decisions = decisions
+        return stats
 
 
 def stop_exception(stop, preempted) -> BaseException | None:

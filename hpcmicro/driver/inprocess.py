@@ -15,7 +15,7 @@ from ..errors import TaskError
 from ..engine.arrays import to_host
 from ..transport.inproc import InprocWorld
 from .call import (
-    CallSpec, Outcome, build_stats, make_executor, make_master, make_protocol, master_summary, ordered_results,
+    CallSpec, Outcome, StatsParts, make_executor, make_master, make_protocol, master_summary, ordered_results,
     reduced_value, stop_exception,
 )
 from .cooperative import drive_cooperatively
@@ -73,8 +73,8 @@ def _drive_threads(master, world, executors, options, backend, **drive) -> None:
 
 
 def _outcome(spec, options, master, executors, preempted) -> Outcome:
-    stats = build_stats(spec, options, 1, master_summary(master, spec), [ex.stats.as_dict() for ex in executors],
-                        [ex.times.summary() for ex in executors])
+    stats = StatsParts(spec.kind, options.policy.name, 1, master_summary(master, spec),
+                       [ex.stats.as_dict() for ex in executors], [ex.times.summary() for ex in executors])
     timelines = [ex.times.raw(ex.stats.rank, spec.epoch) for ex in executors] if options.trace else None
     error = stop_exception(master.stop, preempted)
     if error is not None:

@@ -1,26 +1,37 @@
 """A call on the ranks of an MPI communicator: rank 0 drives the master, the others are workers.
 
-The end of the call (``finish``) is collective: statistics from every rank,
-then the error, the reduction (partial trees gathered to rank 0) or the
-ordered ``map`` results. A worker runs it on its mailbox thread, so that one
-whose kernel hangs past ``task_timeout`` does not hold up the others.
+The end of the call is one exchange (``mpi/rounds.py``): each worker sends the
+master its statistics, its part of the reduction and its trace
+(``_worker_end``, on the worker's mailbox thread, so that one whose kernel
+hangs past ``task_timeout`` does not hold up the others); the master merges
+them (``_master_end``). What every rank then learns (statistics, a failure
+found on the master, a small result) goes out in one header per worker, sent
+by ``conclude`` after the master has stored the result in the checkpoint.
+Statistics are assembled (``StatsParts.build``) only when someone reads them.
 """
 
 from __future__ import annotations
 
+import pickle
 from ..constants import MASTER
-from ..engine.combine import CombineError
+from ..engine.combine import CombineError, merge_parts
 from ..errors import TaskError
-from ..mpi.collectives import combine_collectively, wait_for_all
+from ..io.checkpoint import CheckpointError
+from ..mpi.collectives import deliver
+from ..engine.arrays import to_host
+from ..mpi.rounds import gather_pieces, receive_header, send_headers, send_piece
 from ..transport.mpi import MPITransport
 from .call import (
-    CallSpec, Outcome, build_stats, make_executor, make_master, make_protocol, master_summary, ordered_results,
+    CallSpec, Outcome, StatsParts, make_executor, make_master, make_protocol, master_summary, ordered_results,
     reduced_value, stop_exception,
 )
 from .master import drive_master
 from .worker import WorkerDriver
 
-__all__ = ["run_master_rank", "run_worker_rank"]
+__all__ = ["conclude", "result_lost", "run_master_rank", "run_worker_rank"]
+
+# A result whose pickle is at most this size rides in the header; a larger one follows by ``deliver``.
+INLINE_RESULT_BYTES = 64 * 1024
 
 
 def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, on_cut=None, checkpoint_every=None,
@@ -28,40 +39,89 @@ def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, o
     master = make_master(spec, options, range(1, comm.size), capacities[1:], resume)
     drive_master(master, MPITransport(comm), checkpoint_every=checkpoint_every, on_cut=on_cut, progress=progress,
                  signal=signal)
-    return _finish(comm, spec, options, master, None, master.stop, preempted)
+    return _master_end(comm, spec, options, master, preempted)
 
 
 def run_worker_rank(comm, spec: CallSpec, options, backend, *, signal=lambda: 0, preempted=None) -> Outcome:
     executor = make_executor(spec, options, comm.rank, comm.size, backend)
-    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, MASTER), signal=signal)
-    return driver.run(lambda stop: _finish(comm, spec, options, None, executor, stop, preempted))
+    # No yielding spin on the mailbox thread: it would keep the GIL from the kernel thread it just woke.
+    driver = WorkerDriver(MPITransport(comm, spin_s=2e-3), make_protocol(executor, options, MASTER), signal=signal)
+    return driver.run(lambda stop: _worker_end(comm, spec, options, executor, stop, preempted))
 
 
-def _finish(comm, spec, options, master, executor, stop, preempted) -> Outcome:
-    """The end of the call on every rank: statistics, then the result or the error."""
-    wait_for_all(comm)
-    mine = (executor.stats.as_dict(), executor.times.summary()) if executor else (None, None)
-    gathered = comm.allgather(mine)
-    summary = comm.bcast(master_summary(master, spec) if master else None, root=MASTER)
-    stats = build_stats(spec, options, comm.size, summary, [g[0] for g in gathered], [g[1] for g in gathered])
-    timelines = None
-    if options.trace:
-        timelines = comm.gather(executor.times.raw(comm.rank, spec.epoch) if executor else None, root=MASTER)
-        if timelines is not None:
-            timelines = [t for t in timelines if t is not None]
-    error = stop_exception(stop, preempted)
+def _worker_end(comm, spec, options, executor, stop, preempted) -> Outcome:
+    tree_part = None
+    if spec.mode == "reduce" and executor.tree is not None and stop.kind == "ok":
+        tree = executor.tree
+        tree_part = (tree.shippable_lengths(), {k: to_host(v) for k, v in tree.blocks.items()})
+    timeline = executor.times.raw(comm.rank, spec.epoch) if options.trace else None
+    send_piece(comm, (executor.stats.as_dict(), executor.times.summary(), tree_part, timeline))
+    return Outcome(None, stop_exception(stop, preempted), None, None)  # the rest comes in the header
+
+
+def _master_end(comm, spec, options, master, preempted) -> Outcome:
+    pieces = gather_pieces(comm)
+    ranks = sorted(pieces)
+    stats = StatsParts(spec.kind, options.policy.name, comm.size, master_summary(master, spec),
+                       [None] + [pieces[r][0] for r in ranks], [None] + [pieces[r][1] for r in ranks])
+    timelines = [pieces[r][3] for r in ranks] if options.trace else None
+    error = stop_exception(master.stop, preempted)
     if error is not None:
         return Outcome(stats, error, None, timelines)
     if spec.mode == "reduce":
-        tree = master.tree if master else executor.tree
-        failure, value = None, None
+        parts = [(master.tree.shippable_lengths(), master.tree.blocks)] if master.tree is not None else []
+        parts += [pieces[r][2] for r in ranks if pieces[r][2] is not None]
         try:
-            value = reduced_value(combine_collectively(comm, tree, spec.n_roots, spec.op_fn))
-        except CombineError as exc:  # on rank 0, where the last blocks meet: every rank must raise it
-            failure = exc.failure(comm.rank)
-        failure = comm.bcast(failure, root=MASTER)
-        if failure is not None:
-            return Outcome(stats, TaskError(**failure), None, timelines)
+            value = reduced_value(merge_parts(spec.op_fn, spec.n_roots, parts))
+        except CombineError as exc:  # where the last blocks meet: every rank raises it
+            return Outcome(stats, TaskError(**exc.failure(comm.rank)), None, timelines)
     else:
-        value = ordered_results(master, spec.n_roots) if master else None
+        value = ordered_results(master, spec.n_roots)
     return Outcome(stats, None, value, timelines)
+
+
+def conclude(comm, outcome: Outcome, root, store=None) -> Outcome:
+    """The master tells every worker how the call ended; the result reaches ``root`` (None: every rank).
+
+    ``store()`` (the master's, for checkpointed calls) runs first and may
+    raise CheckpointError: then every rank raises it. Returns the rank's
+    Outcome with its statistics, error and value.
+    """
+    failure: BaseException | None = None  # found on the master at the end, unknown to the workers
+    if comm.rank == MASTER:
+        if outcome.error is None and store is not None:
+            try:
+                store()
+            except CheckpointError as exc:
+                failure = result_lost(str(exc))
+        if isinstance(outcome.error, TaskError):  # e.g. from the master's final merge
+            failure = outcome.error
+        inline, value = False, None
+        if failure is None and outcome.error is None and root is None:
+            inline = _small(outcome.value)
+            value = outcome.value if inline else None
+        send_headers(comm, (outcome.stats, failure, inline, value))
+        value = outcome.value
+    else:
+        stats, failure, inline, value = receive_header(comm)
+        outcome = outcome._replace(stats=stats)
+    error = outcome.error if outcome.error is not None else failure
+    if error is not None:
+        return outcome._replace(error=error, value=None)
+    if not inline:
+        value = deliver(comm, value, root)
+    return outcome._replace(value=value)
+
+
+def result_lost(message: str) -> CheckpointError:
+    return CheckpointError(f"{message}; the call's result is lost: rerun to resume from the last checkpoint on disk")
+
+
+def _small(value) -> bool:
+    """Whether ``value`` pickles into at most INLINE_RESULT_BYTES (arrays counted, not copied)."""
+    buffers: list = []
+    try:
+        size = len(pickle.dumps(value, protocol=5, buffer_callback=buffers.append))
+    except Exception:  # noqa: BLE001  (deliver reports what cannot be pickled)
+        return False
+    return size + sum(b.raw().nbytes for b in buffers) <= INLINE_RESULT_BYTES

@@ -49,16 +49,16 @@ class WorkerDriver:
         self.mailbox_done = False
         self.outcome = None
         self._finish = None
+        self.t_start = 0.0
 
     # -- the kernel thread -----------------------------------------------------------
     def run(self, finish):
         """Run the call; ``finish(stop)`` runs on the mailbox thread after STOP. Returns its value."""
-        t_start = _now()
+        self.t_start = _now()
         self._finish = finish
         mailbox = threading.Thread(target=self._mailbox, name="hpcmicro-mailbox", daemon=True)
         mailbox.start()
         self.work()
-        self.ex.stats.wall_s = _now() - t_start
         mailbox.join()
         if self.mailbox_error is not None:
             raise self.mailbox_error  # as it is: the runtime recognizes a dead peer (ULFM) by it
@@ -131,6 +131,7 @@ class WorkerDriver:
                     transport.wait()
             self._flush()
             transport.flush()
+            stats.wall_s = _now() - self.t_start  # before finish sends the statistics
             self.outcome = self._finish(proto.stop)
         except BaseException as exc:  # surface it in the kernel thread instead of hanging
             self.mailbox_error = exc

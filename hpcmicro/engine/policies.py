@@ -134,7 +134,10 @@ class StealPolicy(Policy):
     def seed(self, pool, capacities):
         if len(capacities) == 1:  # nobody to balance with: hand-outs on request would only cost round trips
             return [pool.take_all()]
-        counts = proportional_split(math.ceil(len(pool) * self.seed_fraction), capacities)
+        # Half the pool, but at least one task for every worker while there are enough: a worker
+        # seeded with nothing costs the call a request's round trip before it starts.
+        n = max(math.ceil(len(pool) * self.seed_fraction), min(len(pool), len(capacities)))
+        counts = proportional_split(n, capacities)
         return [pool.take_front(k) if k else [] for k in counts]
 
     def chunk(self, pool, share, mean_task_s):

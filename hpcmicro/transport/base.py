@@ -9,6 +9,7 @@ to one receiver in the order they were sent.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, NamedTuple
@@ -50,27 +51,44 @@ class Transport:
 
 
 class Backoff:
-    """Sleep between polls: 0 first, then doubling from ``tmin`` up to ``tmax``.
+    """Waiting between polls: yield the core for ``spin_s``, then sleep, doubling from ``tmin`` to ``tmax``.
 
-    Ranks are often oversubscribed, so waiting must not burn a core; the cap
-    bounds the latency this adds to a reply.
+    Ranks are often oversubscribed, so waiting must not burn a core; but a
+    reply usually comes within tens of microseconds, and the shortest sleep the
+    kernel grants is ~60 us. So a waiter first only yields (``sched_yield``:
+    any runnable rank on this core goes first) for ``spin_s`` after its last
+    message, then sleeps; the cap bounds the latency a sleep adds to a reply.
     """
 
-    __slots__ = ("tval", "tmin", "tmax")
+    __slots__ = ("tval", "tmin", "tmax", "spin_s", "spin_until")
 
-    def __init__(self, tmax: float = 0.001, tmin: float = 1e-6):
+    def __init__(self, tmax: float = 250e-6, tmin: float = 20e-6, spin_s: float = 2e-3):
         self.tmax = tmax
         self.tmin = tmin
+        self.spin_s = spin_s
         self.tval = 0.0
+        self.spin_until = 0.0
 
     def reset(self) -> None:
         self.tval = 0.0
+        self.spin_until = 0.0
 
     def advance(self) -> float:
-        """The wait to use now; the next one doubles."""
+        """The wait to use now (0: only yield); sleeps double once the spin is over."""
         t = self.tval
-        self.tval = min(self.tmax, max(self.tmin, self.tval * 2.0))
+        if t == 0.0:
+            now = time.perf_counter()
+            if self.spin_until == 0.0:
+                self.spin_until = now + self.spin_s
+            if now < self.spin_until:
+                return 0.0
+            t = self.tmin
+        self.tval = min(self.tmax, t * 2.0)
         return t
 
     def sleep(self) -> None:
-        time.sleep(self.advance())
+        t = self.advance()
+        if t:
+            time.sleep(t)
+        else:
+            os.sched_yield()

@@ -5,6 +5,7 @@ most every ``max_wait`` seconds)."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from .base import Backoff, Envelope, Transport
@@ -16,7 +17,7 @@ RELEASE_EVERY = 64
 
 
 class MPITransport(Transport):
-    def __init__(self, comm, max_wait: float = 0.001):
+    def __init__(self, comm, max_wait: float = 250e-6, spin_s: float = 2e-3):
         from mpi4py import MPI
 
         self._MPI = MPI
@@ -26,7 +27,7 @@ class MPITransport(Transport):
         self.wakeup = threading.Event()
         self._status = MPI.Status()
         self._pending: list = []
-        self._backoff = Backoff(tmax=max_wait)
+        self._backoff = Backoff(tmax=max_wait, spin_s=spin_s)
 
     def send(self, dest, tag, body) -> None:
         pending = self._pending
@@ -44,7 +45,11 @@ class MPITransport(Transport):
         return Envelope(status.source, status.tag, body, status.Get_count(self._MPI.BYTE))
 
     def wait(self) -> None:
-        self.wakeup.wait(self._backoff.advance())
+        t = self._backoff.advance()
+        if t:
+            self.wakeup.wait(t)
+        else:
+            os.sched_yield()
         self.wakeup.clear()
 
     def flush(self) -> None:

@@ -33,8 +33,11 @@ def test_sigkill_while_writing_leaves_a_loadable_checkpoint(tmp_path):
     seen_generations = set()
     for trial in range(12):
         proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.25 + 0.037 * trial)  # most of the writer's time is spent writing
-        proc.send_signal(signal.SIGKILL)
+        try:
+            proc.stdout.readline()  # one generation written: start-up (slow on a loaded machine) is over
+            time.sleep(0.011 * trial)  # then most of the writer's time is spent writing
+        finally:
+            proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
         if not path.exists():
             continue

@@ -318,12 +318,16 @@ SCENARIOS["hung_task"] = hung_task
 
 
 
-def die_once(marker_dir, victim, after, i):
-    """Rank ``victim`` kills itself (SIGKILL) the first time it runs a task past ``after``."""
+def die_once(marker_dir, victim, after, i, wait_for=None):
+    """Rank ``victim`` kills itself (SIGKILL) the first time it runs a task past ``after``
+    (and, given ``wait_for``, once that file exists: a checkpoint to restart from)."""
     import os
     import signal
 
     if i >= after and hm.context().rank == victim:
+        deadline = time.monotonic() + 30
+        while wait_for is not None and not os.path.exists(wait_for) and time.monotonic() < deadline:
+            time.sleep(0.01)
         try:
             os.close(os.open(os.path.join(marker_dir, "died"), os.O_CREAT | os.O_EXCL))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -335,7 +339,8 @@ def die_once(marker_dir, victim, after, i):
 def lose_worker(p):
     """A worker dies in the middle of the first call; the survivors finish both calls exactly."""
     n = p.get("n", 300)
-    kernel = functools.partial(die_once, p["marker_dir"], p["victim"], p.get("after", 120))
+    kernel = functools.partial(die_once, p["marker_dir"], p["victim"], p.get("after", 120),
+                               wait_for=p.get("checkpoint"))
     with hm.Runtime(policy=p.get("policy", "steal"), checkpoint_every=p.get("every", 0.2),
                     checkpoint=p.get("checkpoint")) as rt:
         size0 = rt.size
