@@ -33,7 +33,7 @@ import numpy
 from ..engine.arrays import is_device_array, is_out_of_memory, to_host  # noqa: F401  (re-exported)
 from ..errors import InvalidCall
 
-__all__ = ["Backend", "select_backend", "DEVICES", "to_host", "is_device_array", "gpu_aware_mpi"]
+__all__ = ["Backend", "select_backend", "DEVICES", "to_host", "is_device_array"]
 
 DEVICES = ("auto", "cpu", "gpu")
 log = logging.getLogger("hpcmicro")
@@ -160,36 +160,3 @@ def set_memory_limit(cupy, limit) -> None:
         pool.set_limit(fraction=limit)
     else:
         pool.set_limit(size=int(limit))
-
-
-def gpu_aware_mpi() -> bool:
-    """Whether the MPI library can send device buffers directly.
-
-    Asks the library itself (Open MPI's MPIX_Query_cuda_support, MPICH's
-    MPIX_GPU_query_support); HPCMICRO_GPU_AWARE_MPI=0/1 overrides. Without it,
-    device arrays are staged through host memory (same values, same bits).
-    """
-    forced = os.environ.get("HPCMICRO_GPU_AWARE_MPI")
-    if forced is not None:
-        return forced.strip().lower() in ("1", "true", "yes")
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL(None)
-    except OSError:
-        return False
-    query = getattr(lib, "MPIX_Query_cuda_support", None)
-    if query is not None:
-        try:
-            return bool(query())
-        except Exception:
-            return False
-    query = getattr(lib, "MPIX_GPU_query_support", None)
-    if query is not None:
-        flag = ctypes.c_int(0)
-        try:
-            MPIX_GPU_SUPPORT_CUDA = 0
-            return query(MPIX_GPU_SUPPORT_CUDA, ctypes.byref(flag)) == 0 and bool(flag.value)
-        except Exception:
-            return False
-    return False
