@@ -248,3 +248,18 @@ def check_cut(cut_state, n_roots, order=None):
 def spawned(children_of):
     """Pending-entry helper for tests: a Spawned for each (id, payload)."""
     return [Spawned(i, p) for i, p in children_of]
+
+
+def random_spawn_tree(rng, n_roots, max_children=3, max_depth=3):
+    """{task_id: number of children}, ids as paths; roots at depth 0, no children past max_depth."""
+    children = {}
+
+    def grow(tid, depth):
+        k = rng.randint(0, max_children) if depth < max_depth else 0
+        children[tid] = k
+        for c in range(k):
+            grow(tid + (c,), depth + 1)
+
+    for i in range(n_roots):
+        grow((i,), 0)
+    return children

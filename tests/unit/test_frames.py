@@ -6,6 +6,7 @@ import pytest
 
 from hpcmicro.engine.combine import CombineError, PartialTree
 from hpcmicro.engine.frames import Frame, LocalFold, ghost_frame, root_frame
+from tests.unit.engine_harness import random_spawn_tree
 
 
 def shape(a, b):
@@ -14,18 +15,8 @@ def shape(a, b):
 
 
 def random_tree(rng, n_roots, max_depth, fanout=4):
-    """{task_id: number of children}, task ids as paths."""
-    kids = {}
-
-    def grow(tid, depth):
-        k = rng.randint(0, fanout) if depth < max_depth else 0
-        kids[tid] = k
-        for j in range(k):
-            grow(tid + (j,), depth + 1)
-
-    for i in range(n_roots):
-        grow((i,), 1)
-    return kids
+    """{task_id: number of children}, task ids as paths; roots at depth 1."""
+    return random_spawn_tree(rng, n_roots, max_children=fanout, max_depth=max_depth - 1)
 
 
 def reference(kids, n_roots):

@@ -10,20 +10,7 @@ import pytest
 from hpcmicro.kernels.synthetic import order_sensitive_value
 from hpcmicro.engine.combine import PartialTree, resolve_op
 from hpcmicro.errors import InvalidCall
-
-
-def random_spawn_tree(rng, n_roots, max_children=3, max_depth=3):
-    children = {}
-
-    def grow(tid, depth):
-        k = rng.randint(0, max_children) if depth < max_depth else 0
-        children[tid] = k
-        for c in range(k):
-            grow(tid + (c,), depth + 1)
-
-    for i in range(n_roots):
-        grow((i,), 0)
-    return children
+from tests.unit.engine_harness import random_spawn_tree
 
 
 def dyadic(values, op):
