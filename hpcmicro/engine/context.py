@@ -23,8 +23,8 @@ class TaskContext:
     all run in rank 0). Per-worker output files are named by ``worker``.
     """
 
-    __slots__ = ("rank", "size", "worker", "xp", "device", "_callback", "_children", "_priority", "_in_batch",
-                 "_frame", "_index", "_task_id")
+    __slots__ = ("rank", "size", "worker", "xp", "device", "_callback", "_children", "_child_priorities",
+                 "_priority", "_in_batch", "_frame", "_index", "_task_id")
 
     def __init__(self, rank: int, size: int, spawn=None, xp=numpy, device=None, worker: int | None = None):
         self.rank = rank
@@ -37,9 +37,11 @@ class TaskContext:
         self._index = 0
         self._task_id: tuple | None = ()
         # ``spawn(child_id, payload, priority)``: a callback for contexts outside a worker (planning,
-        # tests). A worker sets ``_children`` instead, the list it queues once the task returns.
+        # tests). A worker sets ``_children`` instead, the payloads it queues once the task returns, and
+        # ``_child_priorities``, {index: priority} for the children whose priority is not the parent's.
         self._callback = spawn
         self._children: list = []
+        self._child_priorities: dict = {}
         self._priority = 0
         self._in_batch = False
 
@@ -57,6 +59,7 @@ class TaskContext:
     def task_id(self, value: tuple) -> None:
         self._task_id = tuple(value)
         self._children = []
+        self._child_priorities = {}
 
     def spawn(self, payload, priority: int | None = None) -> int:
         """Add a child task to the running call; return its index among this task's children.
@@ -68,10 +71,13 @@ class TaskContext:
         if self._in_batch:
             raise RuntimeError("a batched kernel cannot spawn tasks: give spawning kernels no .batch form")
         children = self._children
-        children.append((payload, self._priority if priority is None else int(priority)))
+        index = len(children)
+        children.append(payload)
+        if priority is not None and priority != self._priority:
+            self._child_priorities[index] = int(priority)
         if self._callback is not None:
-            self._callback(self.task_id + (len(children) - 1,), payload, children[-1][1])
-        return len(children) - 1
+            self._callback(self.task_id + (index,), payload, self._priority if priority is None else int(priority))
+        return index
 
     def __repr__(self):
         return f"TaskContext(rank={self.rank}, worker={self.worker}, task_id={self.task_id})"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import socket
+import threading
 import time
 import traceback
-from contextlib import nullcontext
 
 import numpy
 
@@ -135,8 +135,10 @@ class Executor:
         # ``rank``: this worker's id in the engine (its MPI rank, or 1..N in one process).
         self.ctx = _context.TaskContext(rank if process_rank is None else process_rank, size, None, xp=xp,
                                         device=device, worker=rank)
-        self.lock = nullcontext()  # a worker rank's mailbox thread shares the queue and results
-        self._children: list = []  # what the running task spawned: [(payload, priority), ...]
+        # A worker rank's mailbox thread shares the queue and results (its driver sets its Condition);
+        # alone, an uncontended Lock: C-level enter/exit, unlike contextlib.nullcontext's Python methods.
+        self.lock = threading.Lock()
+        self._children: list = []  # the payloads the running task spawned (and ctx._child_priorities)
         self.ctx._children = self._children
         # The task(s) running now (for snapshots, hand-backs): (frame, index, payload, priority) or a RootRun.
         self.current: list = []
@@ -162,7 +164,7 @@ class Executor:
         except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
             self.error = exc.failure(self.ctx.rank)
             self.current.clear()
-            self._children.clear()
+            self._drop_children()
             return False
         finally:
             _context._set_current(None)
@@ -176,6 +178,7 @@ class Executor:
         record_duration = self._record_duration
         k = 0
         grouped = False  # whether the batch or block path applies (looked at every 16 tasks)
+        _context._set_current(ctx)  # once per slice; run_slice clears it
         while True:
             if k & 15 == 0:
                 if k and (_now() >= until or (poll is not None and poll())):
@@ -183,20 +186,23 @@ class Executor:
                 if len(self._pending_durations) >= FOLD_EVERY:
                     self._fold_times()
                     record_duration = self._record_duration
+                # The batch path, or the block path while the top group is root tasks (a tree search's
+                # tasks are spawned: looked at here, not per task; a stale answer only costs speed).
+                top = queue.top()
                 grouped = bool(stats.tasks) and stats.busy_s < stats.tasks * self.BATCH_BELOW_S and (
-                    self.batch_fn is not None or stats.busy_s < stats.tasks * self.BLOCK_BELOW_S)
+                    self.batch_fn is not None or (stats.busy_s < stats.tasks * self.BLOCK_BELOW_S
+                                                  and top is not None and top.is_roots and len(top) > 1))
             k += 1
             if grouped:
-                top = queue.top()
-                if self.batch_fn is not None or (top is not None and top.is_roots and len(top) > 1):
-                    if not self._run_one():
-                        return False
-                    _context._set_current(None)
-                    if not queue or self.halt or _now() >= until or (poll is not None and poll()):
-                        return True  # a block or batch is many tasks: look at the time after each
-                    continue
+                if not self._run_one():
+                    return False
+                _context._set_current(ctx)  # the block and batch paths clear it
+                if not queue._count or self.halt or _now() >= until or (poll is not None and poll()):
+                    return True  # a block or batch is many tasks: look at the time after each
+                k = 0  # look again before the next task
+                continue
             with lock:
-                if not queue:  # a steal took it meanwhile
+                if not queue._count:  # a steal took it meanwhile (the count, not __bool__: a Python call)
                     return True
                 g, j, payload, fresh = pop()
                 frame, priority = g.frame, g.priority
@@ -204,7 +210,6 @@ class Executor:
                     payload = decomposition.payload(j)
                 current.append((frame, j, payload, priority))
             ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
-            _context._set_current(ctx)
             t0 = self.current_started = _now()
             try:
                 value = kernel(payload)
@@ -222,7 +227,7 @@ class Executor:
             with lock:
                 current.clear()
                 if self.retired:  # handed to another worker meanwhile: its result would count twice
-                    self._children.clear()
+                    self._drop_children()
                     return True
                 if not ok:
                     if not self._finish_task(frame, j, ok, value, fresh):
@@ -230,10 +235,15 @@ class Executor:
                 elif reduce and not self._children:
                     stats.tasks += 1
                     self.done += 1
-                    complete(frame, j, value)
+                    slot = j + 1
+                    if slot & 1 or slot != frame.filled or slot + 1 >= frame.n_slots or frame.split:
+                        complete(frame, j, value)
+                    else:  # LocalFold.complete's commonest case inline: an even slot, in order, not the last
+                        frame.acc.append((0, value))
+                        frame.filled = slot + 1
                 else:
                     self._record(frame, j, value, fresh)
-            if not queue or self.halt or t0 + dt >= until:  # the clock read above: a slow task ends the slice
+            if not queue._count or self.halt or t0 + dt >= until:  # the clock read above: a slow task ends it
                 return True
 
     def run_one(self) -> bool:
@@ -243,7 +253,7 @@ class Executor:
         except CombineError as exc:  # the reduction op failed on two results: end the call with a TaskError
             self.error = exc.failure(self.ctx.rank)
             self.current.clear()
-            self._children.clear()
+            self._drop_children()
             return False
 
     def _run_one(self) -> bool:
@@ -273,7 +283,7 @@ class Executor:
         with self.lock:
             self.current.clear()
             if self.retired:  # handed to another worker meanwhile: its result would count twice
-                self._children.clear()
+                self._drop_children()
                 return True
             return self._finish_task(frame, j, ok, value, fresh)
 
@@ -313,9 +323,17 @@ class Executor:
             self.fold.complete(frame, j, value)  # device arrays combine on the device
 
     def _queue_children(self, frame, children) -> None:
+        ctx = self.ctx
         self.spawned += len(children)
-        self.queue.push_children(frame, children)
-        self._children = self.ctx._children = []
+        self.queue.push_children(frame, children, ctx._priority, ctx._child_priorities)
+        self._children = ctx._children = []  # the queue keeps the list
+        if ctx._child_priorities:
+            ctx._child_priorities = {}
+
+    def _drop_children(self) -> None:
+        """Forget what the running task spawned (it failed, or was handed elsewhere)."""
+        self._children.clear()
+        self.ctx._child_priorities.clear()
 
     def _take_block(self):
         """Take a run of root tasks from the top of the queue (noted as running), or None."""
@@ -372,7 +390,7 @@ class Executor:
         with self.lock:
             self.current.clear()
             if self.retired:
-                self._children.clear()
+                self._drop_children()
                 return True
             rest = block.start + len(values) + (failure is not None)
             if outcome and rest < block.stop:  # not run: back on top, below the spawner's children
@@ -526,7 +544,7 @@ class Executor:
         return False, error
 
     def _describe_failure(self, frame, j, payload, exc) -> dict:
-        self._children.clear()  # a failed try leaves no children
+        self._drop_children()  # a failed try leaves no children
         return {
             "task_id": frame.child_path(j),
             "payload_repr": short_repr(payload),

@@ -77,16 +77,16 @@ class LocalQueue:
         return self._count > 0
 
     # -- the owner ---------------------------------------------------------------------
-    def push_children(self, frame: Frame, children: list) -> None:
-        """Queue a task's children, ``[(payload, priority), ...]`` in spawn order, on top."""
-        priority = children[0][1]
-        if all(p == priority for _, p in children):
-            self._stack(priority).append(Group(frame, [c for c, _ in children], 0, 0, len(children), priority))
+    def push_children(self, frame: Frame, payloads: list, priority: int, overrides: dict | None = None) -> None:
+        """Queue a task's children on top: ``payloads`` in spawn order (the list is kept, not copied), all
+        of ``priority`` but those in ``overrides`` ({index: priority})."""
+        if not overrides:
+            self._stack(priority).append(Group(frame, payloads, 0, 0, len(payloads), priority))
         else:  # mixed priorities: one group per child, the first on top of its stack
-            for j in reversed(range(len(children))):
-                payload, p = children[j]
-                self._stack(p).append(Group(frame, [payload], j, j, j + 1, p))
-        self._count += len(children)
+            for j in reversed(range(len(payloads))):
+                p = overrides.get(j, priority)
+                self._stack(p).append(Group(frame, [payloads[j]], j, j, j + 1, p))
+        self._count += len(payloads)
 
     def pop(self):
         """The next task: ``(group, index, payload, fresh)``; payload None for a decomposition's root task,

@@ -20,7 +20,7 @@ def test_the_owner_runs_depth_first_in_pre_order_and_outside_work_last():
     g, j, payload, fresh = q.pop()
     assert (j, payload, fresh) == (0, "r0", True)
     a = Frame(g.frame, j, 3, None)
-    q.push_children(a, [("a0", 0), ("a1", 0)])
+    q.push_children(a, ["a0", "a1"], 0)
     q.push_entries([RootRun(5, 6, 0, ["r5"])])  # arrives meanwhile: runs after the owner's work
     order = drain(q)
     assert [t for t, _, _ in order] == [(0, 0), (0, 1), (1,), (5,)]
@@ -32,10 +32,10 @@ def test_thieves_take_the_oldest_tasks_with_their_ids_and_the_cut_frames():
     q.push_entries([RootRun(0, 1, 0, ["r0"])])
     g, j, _, _ = q.pop()
     top = Frame(g.frame, j, 5, None)
-    q.push_children(top, [(f"c{i}", 0) for i in range(4)])
+    q.push_children(top, [f"c{i}" for i in range(4)], 0)
     g, j, _, _ = q.pop()  # (0, 0) runs and spawns
     deep = Frame(g.frame, j, 3, None)
-    q.push_children(deep, [("d0", 0), ("d1", 0)])
+    q.push_children(deep, ["d0", "d1"], 0)
     entries, cut = q.take_back(2)
     assert [(e.id, e.payload) for e in entries] == [((0, 2), "c2"), ((0, 3), "c3")]
     assert cut == [top]
@@ -58,7 +58,7 @@ def test_higher_priorities_run_first_and_thieves_take_the_lowest():
     g, j, payload, _ = q.pop()
     assert payload == "high"
     f = Frame(g.frame, j, 3, None)
-    q.push_children(f, [("c0", 0), ("c1", 9)])  # mixed priorities among siblings
+    q.push_children(f, ["c0", "c1"], 0, {1: 9})  # mixed priorities among siblings
     assert q.pop()[2] == "c1"
     entries, _ = q.take_back(1)
     assert [getattr(e, "payloads", None) for e in entries] == [["low"]]
