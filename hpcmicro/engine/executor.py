@@ -171,7 +171,8 @@ class Executor:
 
     def _run_slice(self, until, poll) -> bool:
         queue, lock, stats, ctx, current = self.queue, self.lock, self.stats, self.ctx, self.current
-        pop, kernel, decomposition = queue.pop, self.kernel, self.decomposition
+        kernel, decomposition = self.kernel, self.decomposition
+        priorities, stacks = queue._priorities, queue._stacks  # the same objects for the queue's life
         fold = self.fold
         reduce = fold is not None
         complete = fold.complete if fold is not None else _no_fold
@@ -204,10 +205,22 @@ class Executor:
             with lock:
                 if not queue._count:  # a steal took it meanwhile (the count, not __bool__: a Python call)
                     return True
-                g, j, payload, fresh = pop()
-                frame, priority = g.frame, g.priority
-                if payload is None and g.payloads is None:
-                    payload = decomposition.payload(j)
+                # LocalQueue.pop inlined (the top group's next task)
+                priority = priorities[-1]
+                stack = stacks[priority]
+                g = stack[-1]
+                j = g.next
+                g.next = j + 1
+                if j + 1 == g.stop:
+                    stack.pop()
+                    if not stack:
+                        queue._drop(priority)
+                queue._count -= 1
+                fresh = g.fresh
+                if fresh:
+                    g.fresh = False
+                frame, payloads = g.frame, g.payloads
+                payload = decomposition.payload(j) if payloads is None else payloads[j - g.first]
                 current.append((frame, j, payload, priority))
             ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
             t0 = self.current_started = _now()
