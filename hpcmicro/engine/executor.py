@@ -23,7 +23,7 @@ from .arrays import is_out_of_memory, to_host
 from ..observe.metrics import FOLD_EVERY, TaskTimes
 from .combine import SKIPPED, CombineError, PartialTree
 from .frames import Frame, LocalFold, root_frame
-from .localqueue import LocalQueue
+from .localqueue import Group, LocalQueue
 from .tasks import RootRun, Spawned, short_repr
 
 __all__ = ["Executor", "WorkerStats", "batch_form"]
@@ -254,6 +254,18 @@ class Executor:
                     else:  # LocalFold.complete's commonest case inline: an even slot, in order, not the last
                         frame.acc.append((0, value))
                         frame.filled = slot + 1
+                elif reduce and not ctx._child_priorities:  # _record's spawner case inline
+                    children = self._children
+                    n = len(children)
+                    stats.tasks += 1
+                    self.done += 1
+                    self.spawned += n
+                    own = stacks.get(priority)
+                    if own is None:
+                        own = queue._stack(priority)
+                    own.append(Group(Frame(frame, j, 1 + n, value), children, 0, 0, n, priority))
+                    queue._count += n
+                    self._children = ctx._children = []  # the group keeps the list
                 else:
                     self._record(frame, j, value, fresh)
             if not queue._count or self.halt or t0 + dt >= until:  # the clock read above: a slow task ends it

@@ -215,9 +215,9 @@ def count_kernel(params: UTSParams, node: tuple) -> int:
 
     Use as ``functools.partial(uts.count_kernel, params)`` on ``root(params)``.
     """
-    spawn = _context().spawn
-    for child in children(params, node):
-        spawn(child)
+    kids = children(params, node)
+    if kids:
+        _context().spawn_many(kids)
     return 1
 
 
