@@ -188,6 +188,9 @@ class Master:
             if entries:
                 out.append(self._give(w, entries))
                 self._note("seed", worker=w.rank, tasks=sum(len(e) for e in entries))
+            else:  # known to be idle and wanting: it need not say so (WorkerProtocol starts as IDLE)
+                w.state = State.IDLE
+                self._wanting.add(w.rank)
 
     def _give(self, w: WorkerView, entries) -> SendTasks:
         w.sent_seq += 1
@@ -305,6 +308,12 @@ class Master:
 
     # -- serving work ----------------------------------------------------------------
     def _serve_wanting(self, out) -> None:
+        if not self._wanting:
+            return
+        if not self.pool:  # only steals could serve them: none while no queue is long enough to give
+            floor = self.policy.min_victim_queued
+            if not any(v.queued >= floor and v.active for v in self.workers.values()):
+                return  # (without this, every event at a call's idle end costs W x W victim checks)
         for rank in sorted(self._wanting):  # sorted: the same decisions on every run
             w = self.workers[rank]
             if w.settled and w.state in State.WANTING and not w.retired:

@@ -88,6 +88,9 @@ class Policy:
     def chunk(self, pool: int, share: float, mean_task_s: float) -> int:
         raise NotImplementedError
 
+    # The fewest queued tasks a victim may have (pick_victim never picks one with fewer).
+    min_victim_queued: float = math.inf
+
     def pick_victim(self, thief, views):
         return None
 
@@ -130,6 +133,7 @@ class StealPolicy(Policy):
     LOW_THIEF_FACTOR = 2.0
     LOW_THIEF_MIN_QUEUED = 4
     IDLE_THIEF_MIN_QUEUED = 2
+    min_victim_queued = min(IDLE_THIEF_MIN_QUEUED, LOW_THIEF_MIN_QUEUED)
 
     def seed(self, pool, capacities):
         if len(capacities) == 1:  # nobody to balance with: hand-outs on request would only cost round trips

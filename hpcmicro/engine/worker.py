@@ -38,7 +38,9 @@ class WorkerProtocol:
         self.task_timeout = task_timeout
         self.seq_seen = 0  # TASKS messages from the master seen so far
         self.requested = False  # a LOW/IDLE request is outstanding
-        self.last_state: int | None = None  # what the last report said (None: stale, say it again)
+        # What the last report said (None: stale, say it again). It starts as IDLE: the master takes
+        # every worker it seeded nothing for as idle, so a worker waiting for its seed sends nothing.
+        self.last_state: int | None = State.IDLE
         self.acks: list = []  # peers whose steal answers arrived since the last report
         self.aborted = False
         self.draining = False
