@@ -16,6 +16,8 @@ import threading
 import time
 import traceback
 
+from typing import Any
+
 import numpy
 
 from . import context as _context
@@ -177,11 +179,17 @@ class Executor:
         reduce = fold is not None
         complete = fold.complete if fold is not None else _no_fold
         record_duration = self._record_duration
-        k = 0
+        k = 0  # tasks popped in this slice
         grouped = False  # whether the batch or block path applies (looked at every 16 tasks)
+        ran = False  # a task ran and its result is not recorded yet
+        frame: Any = None  # the task that ran: its frame, index, value, priority, freshness
+        j = priority = 0
+        value: Any = None
+        ok = fresh = True
+        t0 = dt = 0.0
         _context._set_current(ctx)  # once per slice; run_slice clears it
         while True:
-            if k & 15 == 0:
+            if not ran and k & 15 == 0:
                 if k and (_now() >= until or (poll is not None and poll())):
                     return True
                 if len(self._pending_durations) >= FOLD_EVERY:
@@ -193,17 +201,53 @@ class Executor:
                 grouped = bool(stats.tasks) and stats.busy_s < stats.tasks * self.BATCH_BELOW_S and (
                     self.batch_fn is not None or (stats.busy_s < stats.tasks * self.BLOCK_BELOW_S
                                                   and top is not None and top.is_roots and len(top) > 1))
-            k += 1
-            if grouped:
-                if not self._run_one():
-                    return False
-                _context._set_current(ctx)  # the block and batch paths clear it
-                if not queue._count or self.halt or _now() >= until or (poll is not None and poll()):
-                    return True  # a block or batch is many tasks: look at the time after each
-                k = 0  # look again before the next task
-                continue
+                if grouped:
+                    if not self._run_one():
+                        return False
+                    _context._set_current(ctx)  # the block and batch paths clear it
+                    if not queue._count or self.halt or _now() >= until or (poll is not None and poll()):
+                        return True  # a block or batch is many tasks: look at the time after each
+                    k = 0  # look again before the next task
+                    continue
+            # One lock section between two tasks: the last one's result, then the next one's pop.
             with lock:
-                if not queue._count:  # a steal took it meanwhile (the count, not __bool__: a Python call)
+                if ran:
+                    ran = False
+                    current.clear()
+                    if self.retired:  # handed to another worker meanwhile: its result would count twice
+                        self._drop_children()
+                        return True
+                    if not ok:
+                        if not self._finish_task(frame, j, ok, value, fresh):
+                            return False
+                    elif reduce and not self._children:
+                        stats.tasks += 1
+                        self.done += 1
+                        slot = j + 1
+                        if slot & 1 or slot != frame.filled or slot + 1 >= frame.n_slots or frame.split:
+                            complete(frame, j, value)
+                        else:  # LocalFold.complete's commonest case inline: an even slot, in order, not last
+                            frame.acc.append((0, value))
+                            frame.filled = slot + 1
+                    elif reduce and not ctx._child_priorities:  # _record's spawner case inline
+                        children = self._children
+                        n = len(children)
+                        stats.tasks += 1
+                        self.done += 1
+                        self.spawned += n
+                        own = stacks.get(priority)
+                        if own is None:
+                            own = queue._stack(priority)
+                        own.append(Group(Frame(frame, j, 1 + n, value), children, 0, 0, n, priority))
+                        queue._count += n
+                        self._children = ctx._children = []  # the group keeps the list
+                    else:
+                        self._record(frame, j, value, fresh)
+                    if self.halt or t0 + dt >= until:  # the clock read below: a slow task ends the slice
+                        return True
+                    if k & 15 == 0:
+                        continue  # the checks above before the next pop
+                if not queue._count:  # empty, or a steal took it meanwhile (the count: __bool__ is a call)
                     return True
                 # LocalQueue.pop inlined (the top group's next task)
                 priority = priorities[-1]
@@ -222,6 +266,7 @@ class Executor:
                 frame, payloads = g.frame, g.payloads
                 payload = decomposition.payload(j) if payloads is None else payloads[j - g.first]
                 current.append((frame, j, payload, priority))
+                k += 1
             ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
             t0 = self.current_started = _now()
             try:
@@ -237,39 +282,7 @@ class Executor:
             if not ok:  # retries (sleeping), the error's description: the slow path
                 ok, value = (self._retry(frame, j, payload, priority, value) if self.retries
                              else (False, self._describe_failure(frame, j, payload, value)))
-            with lock:
-                current.clear()
-                if self.retired:  # handed to another worker meanwhile: its result would count twice
-                    self._drop_children()
-                    return True
-                if not ok:
-                    if not self._finish_task(frame, j, ok, value, fresh):
-                        return False
-                elif reduce and not self._children:
-                    stats.tasks += 1
-                    self.done += 1
-                    slot = j + 1
-                    if slot & 1 or slot != frame.filled or slot + 1 >= frame.n_slots or frame.split:
-                        complete(frame, j, value)
-                    else:  # LocalFold.complete's commonest case inline: an even slot, in order, not the last
-                        frame.acc.append((0, value))
-                        frame.filled = slot + 1
-                elif reduce and not ctx._child_priorities:  # _record's spawner case inline
-                    children = self._children
-                    n = len(children)
-                    stats.tasks += 1
-                    self.done += 1
-                    self.spawned += n
-                    own = stacks.get(priority)
-                    if own is None:
-                        own = queue._stack(priority)
-                    own.append(Group(Frame(frame, j, 1 + n, value), children, 0, 0, n, priority))
-                    queue._count += n
-                    self._children = ctx._children = []  # the group keeps the list
-                else:
-                    self._record(frame, j, value, fresh)
-            if not queue._count or self.halt or t0 + dt >= until:  # the clock read above: a slow task ends it
-                return True
+            ran = True
 
     def run_one(self) -> bool:
         """Run the front task (or a batch or block of them); False if the call must end (a failure)."""
