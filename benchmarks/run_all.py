@@ -289,6 +289,15 @@ def f_rate(x):
     return f"{x:.0f}"
 
 
+def launch_commands(launches) -> tuple[list, list]:
+    """The distinct commands of a driver's launch records, in order, and those that failed."""
+    cmds: list = []
+    for x in launches:
+        if x["command"] not in cmds:
+            cmds.append(x["command"])
+    return cmds, sorted({x["command"] for x in launches if x["rc"] != 0})
+
+
 def f_s(x):
     return f"{x:.3f}"
 
