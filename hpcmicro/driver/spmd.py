@@ -118,10 +118,41 @@ def result_lost(message: str) -> CheckpointError:
 
 
 def _small(value) -> bool:
-    """Whether ``value`` pickles into at most INLINE_RESULT_BYTES (arrays counted, not copied)."""
-    buffers: list = []
+    """Whether ``value`` pickles into at most INLINE_RESULT_BYTES, arrays counted, not copied.
+
+    The pickling stops as soon as the limit is passed, so a large result is
+    not pickled twice (here and in ``deliver``)."""
+    sink = _CappedSink(INLINE_RESULT_BYTES)
+
+    def out_of_band(buffer) -> None:
+        sink.add(buffer.raw().nbytes)
+
     try:
-        size = len(pickle.dumps(value, protocol=5, buffer_callback=buffers.append))
-    except Exception:  # noqa: BLE001  (deliver reports what cannot be pickled)
+        pickle.Pickler(sink, protocol=5, buffer_callback=out_of_band).dump(value)
+    except _TooBig:
         return False
-    return size + sum(b.raw().nbytes for b in buffers) <= INLINE_RESULT_BYTES
+    except Exception:  # noqa: BLE001  (deliver reports what cannot be pickled, on every rank)
+        return False
+    return True
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _CappedSink:
+    """A write-only file that counts bytes and gives up past ``limit``."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.size = 0
+
+    def add(self, n: int) -> None:
+        self.size += n
+        if self.size > self.limit:
+            raise _TooBig
+
+    def write(self, data) -> int:
+        n = len(memoryview(data).cast("B"))
+        self.add(n)
+        return n
