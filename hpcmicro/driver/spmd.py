@@ -44,8 +44,7 @@ def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, o
 
 def run_worker_rank(comm, spec: CallSpec, options, backend, *, signal=lambda: 0, preempted=None) -> Outcome:
     executor = make_executor(spec, options, comm.rank, comm.size, backend)
-    # No yielding spin on the mailbox thread: it would keep the GIL from the kernel thread it just woke.
-    driver = WorkerDriver(MPITransport(comm, spin_s=2e-3), make_protocol(executor, options, MASTER), signal=signal)
+    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, MASTER), signal=signal)
     return driver.run(lambda stop: _worker_end(comm, spec, options, executor, stop, preempted))
 
 
