@@ -201,15 +201,10 @@ def snapshot(tag: str) -> str:
     Launches run there, so one run measures one commit even while others edit the
     working tree; a fresh folder per run, so concurrent runs never share one.
     """
+    from benchmarks.run_all import make_snapshot
+
     os.makedirs(os.path.join(REPO, "bench-out"), exist_ok=True)
-    snap = tempfile.mkdtemp(prefix=f"snapshot-{tag}-", dir=os.path.join(REPO, "bench-out"))
-    os.makedirs(os.path.join(snap, "benchmarks"))
-    archive = subprocess.run(["git", "archive", "HEAD", "hpcmicro"], cwd=REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", snap], input=archive.stdout, check=True)
-    for name in os.listdir(HERE):
-        if name.endswith(".py"):
-            shutil.copy2(os.path.join(HERE, name), os.path.join(snap, "benchmarks", name))
-    return snap
+    return make_snapshot(tempfile.mkdtemp(prefix=f"snapshot-{tag}-", dir=os.path.join(REPO, "bench-out")))
 
 
 def git_head() -> str:

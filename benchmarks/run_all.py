@@ -146,16 +146,17 @@ def wait_for_quiet(max_wait, threshold=0.2):
     return busy
 
 
-def make_snapshot():
-    """Copy the committed hpcmicro (git HEAD) and these scripts to bench-out/snapshot.
+def make_snapshot(snap: str | None = None):
+    """Copy the committed hpcmicro (git HEAD) and these scripts to ``snap`` (default bench-out/snapshot).
 
     Launches run there, so every one of them measures the same runtime even
     while others edit the working tree, and the doc can name the commit.
     """
     import shutil
 
-    snap = os.path.join(REPO, "bench-out", "snapshot")
-    shutil.rmtree(snap, ignore_errors=True)
+    if snap is None:
+        snap = os.path.join(REPO, "bench-out", "snapshot")
+        shutil.rmtree(snap, ignore_errors=True)
     os.makedirs(os.path.join(snap, "benchmarks"))
     archive = subprocess.run(["git", "archive", "HEAD", "hpcmicro"], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", snap], input=archive.stdout, check=True)
