@@ -5,19 +5,19 @@ master its statistics, its part of the reduction and its trace
 (``_worker_end``, on the worker's mailbox thread, so that one whose kernel
 hangs past ``task_timeout`` does not hold up the others); the master merges
 them (``_master_end``). What every rank then learns (statistics, a failure
-found on the master, a small result) goes out in one header per worker, sent
-by ``conclude`` after the master has stored the result in the checkpoint.
+found on the master, and the result's delivery header from
+``mpi/collectives.pack_for_all``, which holds a small result whole) goes out
+in one header per worker, sent by ``conclude`` after the master has stored
+the result in the checkpoint; a large result then follows by ``Bcast``.
 Statistics are assembled (``StatsParts.build``) only when someone reads them.
 """
 
 from __future__ import annotations
-
-import pickle
 from ..constants import MASTER
 from ..engine.combine import CombineError, merge_parts
 from ..errors import TaskError
 from ..io.checkpoint import CheckpointError
-from ..mpi.collectives import deliver
+from ..mpi.collectives import deliver, pack_for_all, receive_packed, send_packed
 from ..engine.arrays import to_host
 from ..mpi.rounds import gather_pieces, receive_header, send_headers, send_piece
 from ..transport.mpi import MPITransport
@@ -29,9 +29,6 @@ from .master import drive_master
 from .worker import WorkerDriver
 
 __all__ = ["conclude", "result_lost", "run_master_rank", "run_worker_rank"]
-
-# A result whose pickle is at most this size rides in the header; a larger one follows by ``deliver``.
-INLINE_RESULT_BYTES = 64 * 1024
 
 
 def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, on_cut=None, checkpoint_every=None,
@@ -95,63 +92,25 @@ def conclude(comm, outcome: Outcome, root, store=None) -> Outcome:
                 failure = result_lost(str(exc))
         if isinstance(outcome.error, TaskError):  # e.g. from the master's final merge
             failure = outcome.error
-        inline, value = False, None
+        packed = None  # the result for every rank, packed once (mpi/collectives.py)
         if failure is None and outcome.error is None and root is None:
-            inline = _small(outcome.value)
-            value = outcome.value if inline else None
-        send_headers(comm, (outcome.stats, failure, inline, value))
+            packed = pack_for_all(outcome.value)
+        send_headers(comm, (outcome.stats, failure, packed[0] if packed else None))
         value = outcome.value
     else:
-        stats, failure, inline, value = receive_header(comm)
-        outcome = outcome._replace(stats=stats)
+        stats, failure, delivery = receive_header(comm)
+        outcome, value = outcome._replace(stats=stats), None
     error = outcome.error if outcome.error is not None else failure
     if error is not None:
         return outcome._replace(error=error, value=None)
-    if not inline:
-        value = deliver(comm, value, root)
-    return outcome._replace(value=value)
+    if root is not None:
+        return outcome._replace(value=deliver(comm, value, root))
+    # The delivery header came in the end header: a small result is in it, a large one follows by Bcast.
+    if comm.rank == MASTER:
+        assert packed is not None
+        return outcome._replace(value=send_packed(comm, value, *packed))
+    return outcome._replace(value=receive_packed(comm, delivery))
 
 
 def result_lost(message: str) -> CheckpointError:
     return CheckpointError(f"{message}; the call's result is lost: rerun to resume from the last checkpoint on disk")
-
-
-def _small(value) -> bool:
-    """Whether ``value`` pickles into at most INLINE_RESULT_BYTES, arrays counted, not copied.
-
-    The pickling stops as soon as the limit is passed, so a large result is
-    not pickled twice (here and in ``deliver``)."""
-    sink = _CappedSink(INLINE_RESULT_BYTES)
-
-    def out_of_band(buffer) -> None:
-        sink.add(buffer.raw().nbytes)
-
-    try:
-        pickle.Pickler(sink, protocol=5, buffer_callback=out_of_band).dump(value)
-    except _TooBig:
-        return False
-    except Exception:  # noqa: BLE001  (deliver reports what cannot be pickled, on every rank)
-        return False
-    return True
-
-
-class _TooBig(Exception):
-    pass
-
-
-class _CappedSink:
-    """A write-only file that counts bytes and gives up past ``limit``."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.size = 0
-
-    def add(self, n: int) -> None:
-        self.size += n
-        if self.size > self.limit:
-            raise _TooBig
-
-    def write(self, data) -> int:
-        n = len(memoryview(data).cast("B"))
-        self.add(n)
-        return n

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..transport.base import Backoff
 
-__all__ = ["deliver", "wait_for_all"]
+__all__ = ["deliver", "pack_for_all", "receive_packed", "send_packed", "wait_for_all"]
 
 
 def wait_for_all(comm) -> None:
@@ -74,16 +74,35 @@ def _bcast_value(comm, value):
     others skip.
     """
     if comm.rank == 0:
-        try:
-            header, block, large = _pack_value(value)
-        except Exception as exc:  # noqa: BLE001  (any pickling failure: every rank must learn of it)
-            header = _failure_header(value, exc)
-            comm.bcast(header, root=0)
-            raise pickle.PicklingError(header[0]) from exc
+        header, block, large = pack_for_all(value)
         comm.bcast(header, root=0)
-        _bcast_buffers(comm, ([block] if header[3] is None else []) + large, header[4])
-        return value
-    header = comm.bcast(None, root=0)
+        return send_packed(comm, value, header, block, large)
+    return receive_packed(comm, comm.bcast(None, root=0))
+
+
+def pack_for_all(value) -> tuple:
+    """Rank 0: ``(header, block, large)`` of ``value`` for every rank (``_pack_value``).
+
+    A value that cannot be pickled gives a header carrying the error, so
+    that every rank raises it. The header is small: a caller may send it in a
+    message of its own (the end of a call does) instead of the ``bcast``.
+    """
+    try:
+        return _pack_value(value)
+    except Exception as exc:  # noqa: BLE001  (any pickling failure: every rank must learn of it)
+        return _failure_header(value, exc), None, []
+
+
+def send_packed(comm, value, header, block, large):
+    """Rank 0, once every rank has ``header``: the buffers it names (none when the value is small)."""
+    if header[0] is not None:
+        raise pickle.PicklingError(header[0])
+    _bcast_buffers(comm, ([block] if header[3] is None else []) + large, header[4])
+    return value
+
+
+def receive_packed(comm, header):
+    """The other ranks, given rank 0's ``header``: the value (a small one needs no collective at all)."""
     error, sizes, block_len, inline, chunk, small = header
     if error is not None:
         raise pickle.PicklingError(error)
