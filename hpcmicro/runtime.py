@@ -241,8 +241,7 @@ class Runtime:
         n_roots = spec.n_roots if spec is not None else None
         replay = stored is not None and stored.complete
         if comm.size > 1:  # one round: the master's task count and stored state, the agreement checked on a digest
-            master_roots, master_replay, seen = agree_on_call(comm, signature, error, n_roots, replay,
-                                                              lambda: (signature, error, n_roots, replay))
+            master_roots, master_replay, seen = agree_on_call(comm, signature, error, n_roots, replay)
             if seen is not None:
                 _check_agreement(seen)
                 master_roots, master_replay = seen[MASTER][2], seen[MASTER][3]

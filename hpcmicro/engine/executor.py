@@ -551,11 +551,7 @@ class Executor:
                 return False, self._describe_failure(frame, j, payload, exc)
             return self._retry(frame, j, payload, priority, exc)
         finally:
-            dt = _now() - t0
-            self.stats.busy_s += dt
-            self._record_duration(dt)
-            if self._tracing:
-                self.times.mark(t0, frame.child_path(j), dt)
+            self._timed(t0, frame, j)
             if len(self._pending_durations) >= FOLD_EVERY:
                 self._fold_times()
             _context._set_current(None)
@@ -573,13 +569,19 @@ class Executor:
             except BaseException as again:  # as above
                 error = self._describe_failure(frame, j, payload, again)
             finally:
-                dt = _now() - t0
-                self.stats.busy_s += dt
-                self._record_duration(dt)
-                if self._tracing:
-                    self.times.mark(t0, frame.child_path(j), dt)
+                self._timed(t0, frame, j)
                 _context._set_current(None)
         return False, error
+
+    def _timed(self, t0, frame, j) -> None:
+        """Count a try of task ``j`` of ``frame`` that started at ``t0`` (the one-task path's
+        bookkeeping; the hot loop in ``_run_slice`` does the same inline). It never folds the
+        durations: ``_retry`` runs inside that loop, which holds the pending list's ``append``."""
+        dt = _now() - t0
+        self.stats.busy_s += dt
+        self._record_duration(dt)
+        if self._tracing:
+            self.times.mark(t0, frame.child_path(j), dt)
 
     def _describe_failure(self, frame, j, payload, exc) -> dict:
         self._drop_children()  # a failed try leaves no children

@@ -42,15 +42,15 @@ def wait_quietly(request) -> None:
         backoff.sleep()
 
 
-def agree_on_call(comm, signature, error, n_roots, replay, details):
+def agree_on_call(comm, signature, error, n_roots, replay):
     """The start of a call, one round: ``(n_roots, replay, seen)``.
 
     On the fast path (no rank has an error, every signature digest equals the
     master's) ``n_roots`` and ``replay`` are the master's and ``seen`` is None.
-    Otherwise ``seen`` is every rank's ``details()`` (signature, error,
-    n_roots, replay), gathered pickled, for the caller to raise the same error
-    on every rank (or, if the signatures only pickle differently, go on with
-    the master's values).
+    Otherwise ``seen`` is every rank's ``(signature, error, n_roots, replay)``,
+    gathered pickled, for the caller to raise the same error on every rank
+    (or, if the signatures only pickle differently, go on with the master's
+    values).
     """
     digest = hashlib.blake2b(pickle.dumps(signature, protocol=4), digest_size=16).digest()
     flags = (_HAS_ERROR if error is not None else 0) | (_REPLAY if replay else 0) | \
@@ -61,7 +61,8 @@ def agree_on_call(comm, signature, error, n_roots, replay, details):
     everyone = np.empty((comm.size, 4), np.int64)
     wait_quietly(comm.Iallgather(mine, everyone))
     if (everyone[:, 2] & _HAS_ERROR).any() or (everyone[:, :2] != everyone[MASTER, :2]).any():
-        return None, None, comm.allgather(details())  # the slow path: the caller raises the same error everywhere
+        # The slow path: the details, for the caller to raise the same error everywhere.
+        return None, None, comm.allgather((signature, error, n_roots, replay))
     master = everyone[MASTER]
     return (None if master[2] & _NO_ROOTS else int(master[3])), bool(master[2] & _REPLAY), None
 
