@@ -54,10 +54,10 @@ class Backoff:
     """Waiting between polls: yield the core for ``spin_s``, then sleep, doubling from ``tmin`` to ``tmax``.
 
     Ranks are often oversubscribed, so waiting must not burn a core; but a
-    reply usually comes within tens of microseconds, and the shortest sleep the
-    kernel grants is ~60 us. So a waiter first only yields (``sched_yield``:
-    any runnable rank on this core goes first) for ``spin_s`` after its last
-    message, then sleeps; the cap bounds the latency a sleep adds to a reply.
+    sleeping rank sees a reply only when its timer wakes it. So a waiter first
+    only yields (``sched_yield``: any runnable rank on this core goes first)
+    for ``spin_s`` after its last message, then sleeps; the cap bounds the
+    latency a sleep adds to a reply.
     """
 
     __slots__ = ("tval", "tmin", "tmax", "spin_s", "spin_until")
