@@ -26,7 +26,7 @@ __all__ = ["CallSpec", "Outcome", "make_master", "make_executor", "make_protocol
 class CallSpec:
     """What one call runs, kept for its attempts (a ULFM recovery starts it again)."""
 
-    kind: str  # "map" or "map_reduce"
+    kind: str  # "map", "map_reduce", or "open" (tasks submitted while it runs: driver/opencall.py)
     kernel: Any
     source: Any  # TaskSource (the master only) or None
     decomposition: Any  # Range/Blocks, or None for a list of payloads

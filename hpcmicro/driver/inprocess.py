@@ -89,5 +89,5 @@ def _outcome(spec, options, master, executors, preempted) -> Outcome:
         except CombineError as exc:
             return Outcome(stats, TaskError(**exc.failure(0)), None, timelines)
     else:
-        value = ordered_results(master, spec.n_roots)
+        value = None if spec.kind == "open" else ordered_results(master, spec.n_roots)
     return Outcome(stats, None, value, timelines)

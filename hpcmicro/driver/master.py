@@ -49,13 +49,18 @@ class MasterTimers:
 
 
 def drive_master(master, transport, *, checkpoint_every: float | None = None, on_cut=None, progress=None,
-                 signal=lambda: 0, clock=time.monotonic) -> None:
+                 signal=lambda: 0, clock=time.monotonic, feed=None, after=None) -> None:
     """Run ``master`` until the call ends.
 
     Every ``checkpoint_every`` seconds it asks for a snapshot round; each cut
     goes to ``on_cut(CutReady)``, which must not block for long unless its
     reason is "preempt" (the final cut). ``signal()`` returns a pending
     preemption signal or 0. ``progress`` (a Progress) is updated as tasks finish.
+
+    An open-ended call (hpcmicro.futures) also gives ``feed(now)``, the events
+    from outside (Submit, Close) to handle each time round the loop, and
+    ``after()``, called after each report, to take the results that came; a
+    feeder sets ``transport.wakeup`` so that the loop does not sleep on news.
     """
     start = clock()
     send = transport.send
@@ -73,6 +78,9 @@ def drive_master(master, transport, *, checkpoint_every: float | None = None, on
     while not master.done:
         now = clock() - start
         execute(timers(now))
+        if feed is not None:
+            for event in feed(now):
+                execute(master.handle(event))
         envelope = transport.poll()
         if envelope is None:
             execute(master.handle(Tick(now)))
@@ -81,5 +89,7 @@ def drive_master(master, transport, *, checkpoint_every: float | None = None, on
             continue
         source, tag, body, nbytes = envelope
         execute(master.handle(WorkerReport(source, body, now, nbytes)))
+        if after is not None:
+            after()
     transport.flush()
     timers.finish()

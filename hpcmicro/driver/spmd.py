@@ -71,8 +71,8 @@ def _master_end(comm, spec, options, master, preempted) -> Outcome:
             value = reduced_value(merge_parts(spec.op_fn, spec.n_roots, parts))
         except CombineError as exc:  # where the last blocks meet: every rank raises it
             return Outcome(stats, TaskError(**exc.failure(comm.rank)), None, timelines)
-    else:
-        value = ordered_results(master, spec.n_roots)
+    else:  # an open-ended call's results were handed out as they came (driver/opencall.py)
+        value = None if spec.kind == "open" else ordered_results(master, spec.n_roots)
     return Outcome(stats, None, value, timelines)
 
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "Tag", "State", "Report", "Stop",
     # master events
-    "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt",
+    "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt", "Submit", "Close",
     # worker events
     "TasksArrived", "StealAsked", "SnapshotAsked", "DrainAsked", "AbortAsked", "RetireAsked", "StopAsked",
     "TaskRan", "Signalled", "ResultUnsendable",
@@ -93,6 +93,21 @@ class Stop(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Start:
     """The call begins: seed the workers."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """More root tasks for an open-ended call (``Master(open_ended=True)``): runs that follow the last ones."""
+
+    runs: list
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """An open-ended call takes no more tasks: it ends once those it has are done."""
 
     now: float
 

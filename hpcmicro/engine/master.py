@@ -41,8 +41,8 @@ from ..constants import MASTER
 from .combine import CombineError, PartialTree
 from .cut import CallState
 from .events import (
-    CheckpointDue, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal, SendStop,
-    SendTasks, Start, State, Stop, Tick, WorkerReport,
+    CheckpointDue, Close, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal,
+    SendStop, SendTasks, Start, State, Stop, Submit, Tick, WorkerReport,
 )
 from .taskqueue import TaskQueue
 from .tasks import RootRun, Spawned
@@ -107,8 +107,12 @@ class Master:
     """
 
     def __init__(self, runs, policy, worker_ranks, capacities, mode, op=None, n_roots=0,
-                 resume: CallState | None = None, payload_runs=None, preempt_grace_s: float = 10.0):
+                 resume: CallState | None = None, payload_runs=None, preempt_grace_s: float = 10.0,
+                 open_ended: bool = False):
         self.policy = policy
+        # Open-ended (hpcmicro.futures): root tasks keep coming (Submit) until Close; results are taken
+        # from ``segments`` as they arrive, by the driver.
+        self.open = open_ended
         self.mode = mode
         self.n_roots = n_roots
         self.workers = {r: WorkerView(r, c) for r, c in zip(worker_ranks, capacities)}
@@ -168,6 +172,10 @@ class Master:
                 self._note("snapshot", reason="checkpoint")
         elif kind is Preempt:
             self._preempt(event.signum, out)
+        elif kind is Submit:
+            self._submit(event.runs)
+        elif kind is Close:
+            self.open = False
         else:
             raise TypeError(f"master: unknown event {event!r}")
         self._advance(out)
@@ -191,6 +199,15 @@ class Master:
             else:  # known to be idle and wanting: it need not say so (WorkerProtocol starts as IDLE)
                 w.state = State.IDLE
                 self._wanting.add(w.rank)
+
+    def _submit(self, runs) -> None:
+        if not self.open:
+            raise RuntimeError("master: tasks submitted to a call that is not open-ended, or closed")
+        if self.aborting or self.done:
+            return  # an aborted call runs nothing more: the driver fails what it submits
+        for run in runs:
+            self.pool.push(run)
+            self.created += len(run)
 
     def _give(self, w: WorkerView, entries) -> SendTasks:
         w.sent_seq += 1
@@ -295,7 +312,7 @@ class Master:
             self.failed.extend(failed)
 
     def _finished(self) -> bool:
-        if self.snapshot_waiting is not None:
+        if self.snapshot_waiting is not None or (self.open and not self.aborting and not self.preempt_signal):
             return False
         active = [w for w in self.workers.values() if not w.retired]
         if self.preempt_signal and not self.aborting:

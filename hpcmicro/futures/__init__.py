@@ -1,0 +1,24 @@
+"""``hpcmicro.futures``: a drop-in for ``mpi4py.futures`` on hpcmicro's work-stealing engine.
+
+    mpiexec -n 8 python -m hpcmicro.futures script.py     # rank 0 runs the script, the others serve
+
+``from hpcmicro.futures import MPIPoolExecutor`` in place of mpi4py's: the
+same names and semantics (docs/futures.md), with tasks balanced by stealing,
+submissions batched automatically, and futures accepted as arguments
+(dependencies). ``import hpcmicro.futures`` does not initialize MPI.
+"""
+
+from concurrent.futures import (
+    ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, BrokenExecutor, CancelledError, Future, TimeoutError,
+    as_completed, wait,
+)
+
+from ._executor import DependencyError, MPICommExecutor, MPIPoolExecutor, TaskFuture
+from ._pool import RemoteTraceback
+from ._workers import get_comm_workers
+
+__all__ = [
+    "MPIPoolExecutor", "MPICommExecutor", "as_completed", "wait", "get_comm_workers",
+    "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
+    "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "BrokenExecutor", "CancelledError", "TimeoutError",
+]

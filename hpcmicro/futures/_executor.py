@@ -1,0 +1,353 @@
+"""``MPIPoolExecutor`` and ``MPICommExecutor``: ``concurrent.futures`` executors on the stealing engine.
+
+Every ``submit`` becomes one root task of the pool's open-ended call
+(``_pool.Pool``). A future of this module passed as an argument (at top
+level, or as an item of a list, tuple or dict argument) is a dependency: the
+task is held on rank 0 until its inputs are done, then their values are
+substituted and it is submitted. A failed input fails its dependents with
+``DependencyError``, a cancelled one cancels them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from concurrent import futures as _cf
+
+from ._pool import Pool
+from ._task import pack_call
+
+__all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"]
+
+_ids = itertools.count(1)
+
+
+class DependencyError(Exception):
+    """A task's input failed (its exception is this one's ``__cause__``), so the task never ran."""
+
+
+class TaskFuture(_cf.Future):
+    """A future of an hpcmicro executor; ``name`` says which submitted call it is (``fn#n``)."""
+
+    name = ""
+
+
+class _Executor(_cf.Executor):
+    """What both executors share; ``_pool()`` gives the Pool to submit to."""
+
+    def __init__(self, initializer=None, initargs=()):
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self._id = next(_ids)
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._broken: BaseException | None = None
+        self._pending: set = set()  # futures of this executor not done yet
+        self._held: set = set()  # of those, the ones waiting for their inputs
+        self._count = itertools.count(1)
+
+    def _pool(self) -> Pool:
+        raise NotImplementedError
+
+    @property
+    def num_workers(self) -> int:
+        return self._pool().num_workers
+
+    def bootup(self, wait: bool = True):
+        """Start the pool now instead of at the first submit (mpi4py's name); returns the executor."""
+        self._pool()
+        return self
+
+    # -- submitting ------------------------------------------------------------------------
+    def submit(self, fn, /, *args, **kwargs) -> TaskFuture:
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {fn!r}")
+        with self._lock:
+            if self._broken is not None:
+                raise _cf.BrokenExecutor(str(self._broken)) from self._broken
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future = TaskFuture()
+            future.name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{next(self._count)}"
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        inputs = _inputs(args, kwargs)
+        if not inputs:
+            self._send(future, fn, args, kwargs)
+            return future
+        with self._lock:
+            self._held.add(future)
+        waiting = {"left": len(inputs)}
+        wait_lock = threading.Lock()
+
+        def input_done(_):
+            with wait_lock:
+                waiting["left"] -= 1
+                if waiting["left"]:
+                    return
+            self._release(future, fn, args, kwargs, inputs)
+
+        for dep in inputs:
+            dep.add_done_callback(input_done)
+        return future
+
+    def _release(self, future, fn, args, kwargs, inputs) -> None:
+        """Every input of a held task is done: submit it with their values, or fail or cancel it."""
+        with self._lock:
+            self._held.discard(future)
+        if future.done():  # cancelled while it waited
+            return
+        for dep in inputs:
+            if dep.cancelled():
+                future.cancel()
+                return
+            exc = dep.exception()
+            if exc is not None:
+                error = DependencyError(f"input {dep.name} of {future.name} failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                future.set_exception(error)
+                return
+        self._send(future, fn, _substitute_args(args), {k: _substitute(v) for k, v in kwargs.items()})
+
+    def _send(self, future, fn, args, kwargs) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs)
+        except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled fails its future)
+            future.set_exception(exc)
+            return
+        self._pool().submit([(future, blob, self._mark_broken)])
+
+    def _mark_broken(self, error: BaseException) -> None:
+        with self._lock:
+            self._broken = error
+
+    def _forget(self, future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    # -- map ---------------------------------------------------------------------------------
+    def map(self, fn, *iterables, timeout=None, chunksize=1, unordered=False):
+        """Like ``concurrent.futures.Executor.map``; ``chunksize`` calls go in one task; ``unordered``: as done."""
+        return self.starmap(fn, zip(*iterables), timeout=timeout, chunksize=chunksize, unordered=unordered)
+
+    def starmap(self, fn, iterable, timeout=None, chunksize=1, unordered=False):
+        """``fn(*args)`` for each ``args`` of ``iterable``, as ``map`` gives them."""
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if chunksize == 1:
+            fs = [self.submit(fn, *args) for args in iterable]
+            return _yield(fs, deadline, unordered, chunked=False)
+        it = iter(iterable)
+        fs = [self.submit(_run_chunk, fn, chunk) for chunk in iter(lambda: list(itertools.islice(it, chunksize)), [])]
+        return _yield(fs, deadline, unordered, chunked=True)
+
+    # -- the end -----------------------------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            held = list(self._held) if cancel_futures else []
+            pending = list(self._pending)
+        for future in held:
+            future.cancel()
+        if wait and pending:
+            _cf.wait(pending)
+        self._after_shutdown(wait)
+
+    def _after_shutdown(self, wait: bool) -> None:
+        pass
+
+
+def _run_chunk(fn, chunk):
+    return [fn(*args) for args in chunk]
+
+
+def _yield(fs, deadline, unordered, chunked):
+    """The results of ``fs``, in order or as they finish, cancelling the rest if the consumer stops."""
+    try:
+        if unordered:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for f in _cf.as_completed(fs, timeout=timeout):
+                yield from (f.result() if chunked else [f.result()])
+            return
+        fs.reverse()
+        while fs:
+            f = fs.pop()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            value = f.result(timeout)
+            if chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        for f in fs:
+            f.cancel()
+
+
+def _inputs(args, kwargs) -> list:
+    """This module's futures among the arguments (top level, or items of list/tuple/dict arguments)."""
+    found: dict = {}
+    for value in itertools.chain(args, kwargs.values()):
+        for item in _items(value):
+            if isinstance(item, TaskFuture):
+                found[id(item)] = item
+    return list(found.values())
+
+
+def _items(value):
+    if isinstance(value, TaskFuture):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return value
+    if isinstance(value, dict):
+        return value.values()
+    return ()
+
+
+def _substitute(value):
+    if isinstance(value, TaskFuture):
+        return value.result()
+    if isinstance(value, list):
+        return [v.result() if isinstance(v, TaskFuture) else v for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(v.result() if isinstance(v, TaskFuture) else v for v in value)
+    if isinstance(value, tuple):  # a named tuple keeps its type
+        return type(value)(*[v.result() if isinstance(v, TaskFuture) else v for v in value])
+    if isinstance(value, dict):
+        return {k: v.result() if isinstance(v, TaskFuture) else v for k, v in value.items()}
+    return value
+
+
+def _substitute_args(args) -> tuple:
+    return tuple(_substitute(a) for a in args)
+
+
+# -- MPIPoolExecutor ------------------------------------------------------------------------------
+
+_shared: dict = {}  # "pool": the Pool of ``python -m hpcmicro.futures`` (rank 0), set by __main__
+_local_lock = threading.Lock()
+
+
+class MPIPoolExecutor(_Executor):
+    """An executor over the job's worker ranks (``python -m hpcmicro.futures script.py`` under mpiexec/srun).
+
+    Every executor of the script shares the one pool of workers, as in
+    mpi4py's shared-pool mode (nothing is spawned). In a one-rank job
+    (``python script.py``) it runs its tasks on ``max_workers`` worker
+    threads of this process instead (default: ``os.cpu_count()``).
+    Keyword arguments of mpi4py's spawning mode (``python_exe``, ``path``,
+    ``wdir``, ``env``, ...) are accepted and ignored: there is no spawn.
+    """
+
+    def __init__(self, max_workers=None, initializer=None, initargs=(), **kwargs):
+        super().__init__(initializer, initargs)
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
+        self._max_workers = max_workers
+        self._own: Pool | None = None  # a one-rank job's private pool
+
+    def _pool(self) -> Pool:
+        pool = _shared.get("pool")
+        if pool is not None:
+            return pool
+        with _local_lock:
+            if self._own is None:
+                self._own = _local_pool(self._max_workers)
+            return self._own
+
+    def _after_shutdown(self, wait: bool) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            own.close(wait)
+            if wait:
+                own.rt.close()
+
+
+def _local_pool(max_workers) -> Pool:
+    from mpi4py import MPI
+
+    import hpcmicro as hm
+
+    if MPI.COMM_WORLD.Get_size() > 1:
+        raise RuntimeError("MPIPoolExecutor in a job of several ranks needs the shared pool: run the script as "
+                           "`mpiexec -n N python -m hpcmicro.futures script.py` (hpcmicro does not spawn processes)")
+    workers = max_workers or os.cpu_count() or 1
+    rt = hm.Runtime(comm=MPI.COMM_SELF, inprocess_workers=workers).open()
+    return Pool(rt)
+
+
+# -- MPICommExecutor ------------------------------------------------------------------------------
+
+class MPICommExecutor:
+    """``with MPICommExecutor(comm, root) as executor:`` an executor on ``root``, None on the other ranks.
+
+    Every rank of ``comm`` enters the block together; the others serve tasks
+    inside ``__enter__`` until the root's block ends, and get None (so
+    ``if executor is not None:`` skips the body there), as in mpi4py.
+    """
+
+    def __init__(self, comm=None, root=0, **kwargs):
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD if comm is None else comm
+        if comm.Is_inter():
+            raise ValueError("MPICommExecutor needs an intracommunicator")
+        if not 0 <= root < comm.Get_size():
+            raise ValueError(f"root must be a rank of the communicator, in [0, {comm.Get_size()}), got {root!r}")
+        self._comm, self._root = comm, root
+        self._executor: _CommExecutor | None = None
+
+    def __enter__(self):
+        import hpcmicro as hm
+
+        from ._pool import serve
+        from ._workers import split_workers
+
+        comm = self._comm
+        # The engine's master is rank 0: reorder so that ``root`` is.
+        ordered = comm.Split(0, 0 if comm.Get_rank() == self._root else comm.Get_rank() + 1)
+        rt = hm.Runtime(comm=ordered).open()
+        workers = split_workers(rt.comm)
+        if comm.Get_size() == 1 or comm.Get_rank() == self._root:
+            self._executor = _CommExecutor(rt, ordered)
+            return self._executor
+        try:
+            outcome = serve(rt)
+        finally:
+            rt.close()
+            workers.Free()
+            ordered.Free()
+        if outcome.error is not None:
+            raise outcome.error
+        return None
+
+    def __exit__(self, *exc_info):
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        return False
+
+
+class _CommExecutor(_Executor):
+    def __init__(self, rt, comm):
+        super().__init__()
+        self._rt = rt
+        self._comm = comm  # the reordered communicator the Runtime was built on, freed at the end
+        self._the_pool = Pool(rt)
+
+    def _pool(self) -> Pool:
+        return self._the_pool
+
+    def _after_shutdown(self, wait: bool) -> None:
+        if self._rt is None:
+            return
+        self._the_pool.close(wait=True)  # the other ranks serve until this call ends: always wait
+        self._rt.close()
+        self._comm.Free()
+        self._rt = None

@@ -1,0 +1,67 @@
+"""What a worker runs for a submitted call: unpickle it, run it, pickle what came of it.
+
+A submitted call travels as bytes pickled on rank 0 at ``submit`` (so that an
+argument that cannot be pickled fails that future there, not the engine), and
+comes back as a tagged tuple, never as an exception: a task's own failure is
+its future's exception, not the end of the call.
+
+- ``(OK, bytes)``: the return value, pickled here (a value that cannot be
+  pickled is that task's failure, named as such);
+- ``(FAILED, exc_bytes_or_None, traceback_text, exc_type_name, message)``;
+- ``(BROKEN, traceback_text)``: the executor's initializer raised on this worker.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+
+__all__ = ["OK", "FAILED", "BROKEN", "run_task", "pack_call"]
+
+OK, FAILED, BROKEN = 0, 1, 2
+
+_initialized: set = set()  # the executors whose initializer ran in this process
+_broken: dict = {}  # executor id -> the initializer's traceback
+
+
+def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs) -> bytes:
+    """What ``submit`` sends (raises whatever pickling raises)."""
+    init = (initializer, tuple(initargs)) if initializer is not None else None
+    return pickle.dumps((executor_id, init, fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def run_task(blob: bytes):
+    """The kernel of every submitted call."""
+    try:
+        executor_id, init, fn, args, kwargs = pickle.loads(blob)
+    except BaseException as exc:  # noqa: BLE001  (e.g. a function the worker cannot import)
+        return _failure(exc, "the call cannot be unpickled on the worker")
+    if init is not None and executor_id not in _initialized:
+        if executor_id in _broken:
+            return (BROKEN, _broken[executor_id])
+        try:
+            init[0](*init[1])
+        except BaseException:  # noqa: BLE001
+            _broken[executor_id] = traceback.format_exc()
+            return (BROKEN, _broken[executor_id])
+        _initialized.add(executor_id)
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001  (SystemExit in a task is that task's failure too)
+        return _failure(exc)
+    try:
+        return (OK, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except BaseException as exc:  # noqa: BLE001
+        return _failure(exc, f"the result ({type(value).__name__}) cannot be pickled to send back")
+
+
+def _failure(exc: BaseException, context: str | None = None):
+    text = traceback.format_exc()
+    if context:
+        text = f"{text}\n({context})"
+    try:
+        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # an exception that cannot be rebuilt is described instead
+    except BaseException:  # noqa: BLE001
+        data = None
+    return (FAILED, data, text, type(exc).__name__, str(exc))
