@@ -1,0 +1,112 @@
+"""hpcmicro.futures under mpiexec (``python -m hpcmicro.futures``), with MPICommExecutor, and in one process.
+
+Each program (programs.py) runs in its own job under a timeout; what rank 0
+saw is compared with the same computation done here, serially.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mpirun import mpiexec, run_command
+
+PROGRAMS = Path(__file__).resolve().parent / "programs.py"
+MODES = ["mpi3", "inprocess"]
+
+
+def run(mode: str, name: str, ranks: int = 3, timeout: float = 120) -> dict:
+    if mode == "inprocess":
+        argv = [sys.executable, str(PROGRAMS), name]
+    else:
+        argv = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "hpcmicro.futures", str(PROGRAMS), name]
+    job = run_command(argv, timeout=timeout)
+    assert job.returncode == 0, str(job)
+    return job.report()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_submit_map_and_waiting_match_serial(mode):
+    r = run(mode, "basic")
+    assert r["loop"] == [i * i for i in range(500)]
+    assert r["mapped"] == [i * i for i in range(200)]
+    assert r["chunked"] == [2 * i for i in range(100)]
+    assert sorted(r["unordered"]) == [i * i for i in range(50)]
+    assert r["star"] == [i + 1 for i in range(30)]
+    assert r["as_completed"] == 40
+    assert r["first_done"] == 1  # the 2 s nap is not done when the first returns
+    assert (r["all_done"], r["all_not_done"]) == (10, 0)
+    assert r["workers"] == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_errors_reach_their_futures_with_the_remote_traceback(mode):
+    r = run(mode, "errors")
+    assert r["exc"] == ["ValueError", "boom on 3", "RemoteTraceback", True]
+    assert r["bad_arg"] in ("PicklingError", "AttributeError")  # pickle's own error for a local lambda
+    assert "cannot be pickled" in r["bad_result"] and "lock" in r["bad_result"]
+    assert r["timeout"] == "TimeoutError"
+    assert "needs a callable" in r["not_callable"]
+    assert r["after_errors"] == 81
+    assert "after shutdown" in r["after_shutdown"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_futures_as_arguments_make_a_dag(mode):
+    r = run(mode, "dag")
+    a, b = 3 * 3, 4 * 4
+    c = a + b
+    d = a + b + c + 1
+    assert (r["c"], r["d"], r["e"]) == (c, d, d + c)
+    assert r["chain"] == 1 + 20
+    kind, message, cause = r["dependent"]
+    assert kind == "DependencyError" and cause == "ValueError"
+    assert "boom#" in message and "boom on 7" in message  # names the failed input and its exception
+    assert r["second"] == "DependencyError"
+    assert r["cancelled"] is True and r["after_cancel"] is True  # a cancelled input cancels its dependents
+    assert r["slow"] == 1.0 and r["dependency_error_is_exception"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_initializer_runs_on_workers_and_a_failing_one_breaks_the_executor(mode):
+    r = run(mode, "initializer")
+    assert r["greetings"] == ["hello"] * 6
+    assert r["first"] == "BrokenExecutor" and r["later"] == "BrokenExecutor"
+
+
+def test_tasks_are_spread_over_the_worker_ranks():
+    r = run("mpi3", "balance")
+    assert r["ranks"] == [1, 2] and r["pids"] == 2
+
+
+@pytest.mark.parametrize("ranks", [3, 5])
+def test_get_comm_workers_spans_the_workers(ranks):
+    r = run("mpi", "comm_workers", ranks=ranks)
+    assert r["workers"] == ranks - 1
+    assert r["sums"] == [ranks - 1] * (ranks - 1)
+
+
+def test_mpi_comm_executor_on_a_root_other_than_zero():
+    job = run_command([mpiexec(), "-n", "4", sys.executable, str(PROGRAMS), "comm_executor"], timeout=120)
+    assert job.returncode == 0, str(job)
+    r = job.report()
+    root = r["root"]
+    seen = dict((rank, got) for rank, got in r["seen"])
+    assert all(seen[k] is None for k in seen if k != root)  # None on every rank but the root
+    mapped, workers, dag = seen[root]
+    assert mapped == [i * i for i in range(20)] and workers == 3 and dag == [5]
+
+
+def test_importing_hpcmicro_futures_does_not_initialize_mpi():
+    code = "import sys, hpcmicro.futures; print('mpi4py.MPI' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_the_launcher_explains_its_usage():
+    out = subprocess.run([sys.executable, "-m", "hpcmicro.futures"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "usage: python -m hpcmicro.futures" in out.stderr
