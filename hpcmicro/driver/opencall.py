@@ -10,6 +10,10 @@ goes on submitting; the workers run the same ``WorkerDriver``s as for
   ``Submit`` event, so a loop of submits costs no round trip each.
 - Results are taken from the master as reports bring them and passed to
   ``on_results(first_index, values)`` on the master's thread.
+- ``on_dispatch(first_index, payloads)``, if given, sees each run of root
+  tasks as it leaves the master's pool for a worker (before it is sent), and
+  may replace payloads in that list: hpcmicro.futures marks those futures
+  running there, and blanks the ones cancelled meanwhile.
 - ``close()``: no more tasks; the call ends once those it has are done, with
   the usual end exchange (statistics, errors) and no value.
 
@@ -26,7 +30,7 @@ import time
 from collections import deque
 
 from ..constants import MASTER
-from ..engine.events import Close, Submit
+from ..engine.events import Close, Submit, Tag
 from ..engine.master import Master
 from ..engine.tasks import RootRun
 from ..transport.mpi import MPITransport
@@ -47,8 +51,9 @@ def open_spec(kernel, index: int) -> CallSpec:
 class OpenCall:
     """Rank 0's side of an open-ended call on ``rt``'s communicator (every other rank calls ``serve_open_call``)."""
 
-    def __init__(self, rt, kernel, on_results, on_end, preempted=None):
+    def __init__(self, rt, kernel, on_results, on_end, preempted=None, on_dispatch=None):
         self.rt = rt
+        self.on_dispatch = on_dispatch
         self.spec = open_spec(kernel, rt._calls)
         rt._calls += 1
         self.on_results = on_results
@@ -63,6 +68,7 @@ class OpenCall:
         comm = rt.comm
         if comm.size > 1:
             self._transport = MPITransport(comm)
+            self._watch_dispatch(self._transport)
             self._wakeup = self._transport.wakeup
         else:
             self._wakeup = threading.Event()  # replaced by the in-process world's once it exists
@@ -94,6 +100,21 @@ class OpenCall:
         return not self._thread.is_alive()
 
     # -- the master's thread ---------------------------------------------------------------
+    def _watch_dispatch(self, transport) -> None:
+        """Show ``on_dispatch`` every run of root tasks the master sends a worker, before it goes."""
+        if self.on_dispatch is None:
+            return
+        send, on_dispatch = transport.send, self.on_dispatch
+
+        def sending(dest, tag, body):
+            if tag == Tag.TASKS and body[0] is not None:  # from the master's pool (not a steal answer)
+                for entry in body[1]:
+                    if type(entry) is RootRun and entry.payloads is not None:
+                        on_dispatch(entry.start, entry.payloads)
+            send(dest, tag, body)
+
+        transport.send = sending
+
     def _feed(self, now: float) -> list:
         """What was submitted since the last look: contiguous submits joined in one run, one Submit."""
         inbox = self._inbox
@@ -164,6 +185,7 @@ class OpenCall:
         rt, spec, options = self.rt, self.spec, self.rt.options
         n = max(1, options.inprocess_workers)
         world = InprocWorld(n + 1)
+        self._watch_dispatch(world[0])
         self._wakeup = world[0].wakeup
         self._wakeup.set()  # whatever was submitted before the swap
         ranks = list(range(1, n + 1))

@@ -9,8 +9,8 @@ submissions batched automatically, and futures accepted as arguments
 """
 
 from concurrent.futures import (
-    ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, BrokenExecutor, CancelledError, Future, TimeoutError,
-    as_completed, wait,
+    ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, BrokenExecutor, CancelledError, Executor, Future,
+    InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor, TimeoutError, as_completed, wait,
 )
 
 from ._executor import DependencyError, MPICommExecutor, MPIPoolExecutor, TaskFuture
@@ -21,4 +21,6 @@ __all__ = [
     "MPIPoolExecutor", "MPICommExecutor", "as_completed", "wait", "get_comm_workers",
     "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
     "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "BrokenExecutor", "CancelledError", "TimeoutError",
+    # re-exported from concurrent.futures, as mpi4py.futures does
+    "Executor", "InvalidStateError", "ThreadPoolExecutor", "ProcessPoolExecutor",
 ]

@@ -40,12 +40,13 @@ def main(argv=None) -> None:
 
     from ._executor import _shared
     from ._pool import Pool, serve
-    from ._workers import split_workers
+    from ._workers import release_workers, split_workers
 
     rt = hm.Runtime().open()
     workers = split_workers(rt.comm)
     sys.argv = script_argv
     if rt.comm.size == 1:  # nothing to serve: executors run on threads of this process
+        release_workers(workers)
         rt.close()
         _run(kind, what, "__main__")
         return
@@ -57,6 +58,7 @@ def main(argv=None) -> None:
             _shared.pop("pool", None)
             pool.close(wait=True)
             rt.close()
+            release_workers(workers)
         return
     if kind != "-c":  # what the program defines must be importable here, as under mpi4py
         import types
@@ -68,7 +70,7 @@ def main(argv=None) -> None:
         outcome = serve(rt)
     finally:
         rt.close()
-        workers.Free()
+        release_workers(workers)
     if outcome.error is not None:
         raise outcome.error
 

@@ -18,6 +18,7 @@ from concurrent import futures as _cf
 
 from ._pool import Pool
 from ._task import pack_call
+from ._workers import release_workers, split_workers
 
 __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"]
 
@@ -55,10 +56,13 @@ class _Executor(_cf.Executor):
 
     @property
     def num_workers(self) -> int:
-        return self._pool().num_workers
+        """The workers tasks run on (0 once the initializer has broken the executor)."""
+        return 0 if self._broken is not None else self._pool().num_workers
 
     def bootup(self, wait: bool = True):
         """Start the pool now instead of at the first submit (mpi4py's name); returns the executor."""
+        if self._shutdown:
+            raise RuntimeError("cannot boot up after shutdown")
         self._pool()
         return self
 
@@ -114,7 +118,7 @@ class _Executor(_cf.Executor):
         self._send(future, fn, _substitute_args(args), {k: _substitute(v) for k, v in kwargs.items()})
 
     def _send(self, future, fn, args, kwargs) -> None:
-        if not future.set_running_or_notify_cancel():
+        if future.done():  # cancelled
             return
         try:
             blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs)
@@ -132,30 +136,41 @@ class _Executor(_cf.Executor):
             self._pending.discard(future)
 
     # -- map ---------------------------------------------------------------------------------
-    def map(self, fn, *iterables, timeout=None, chunksize=1, unordered=False):
-        """Like ``concurrent.futures.Executor.map``; ``chunksize`` calls go in one task; ``unordered``: as done."""
-        return self.starmap(fn, zip(*iterables), timeout=timeout, chunksize=chunksize, unordered=unordered)
+    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None, unordered=False):
+        """Like ``concurrent.futures.Executor.map``: ``chunksize`` calls go in one task; at most ``buffersize``
+        tasks are submitted ahead of the consumer; ``unordered``: results as they finish."""
+        return self.starmap(fn, zip(*iterables), timeout=timeout, chunksize=chunksize, buffersize=buffersize,
+                            unordered=unordered)
 
-    def starmap(self, fn, iterable, timeout=None, chunksize=1, unordered=False):
+    def starmap(self, fn, iterable, timeout=None, chunksize=1, buffersize=None, unordered=False):
         """``fn(*args)`` for each ``args`` of ``iterable``, as ``map`` gives them."""
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1")
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an int >= 1, got {chunksize!r}")
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError(f"buffersize must be an int or None, got {type(buffersize).__name__}")
+            if buffersize < 1:
+                raise ValueError(f"buffersize must be >= 1, got {buffersize}")
+            if unordered:
+                raise ValueError("buffersize cannot be combined with unordered=True")
         deadline = None if timeout is None else time.monotonic() + timeout
-        if chunksize == 1:
-            fs = [self.submit(fn, *args) for args in iterable]
-            return _yield(fs, deadline, unordered, chunked=False)
         it = iter(iterable)
-        fs = [self.submit(_run_chunk, fn, chunk) for chunk in iter(lambda: list(itertools.islice(it, chunksize)), [])]
-        return _yield(fs, deadline, unordered, chunked=True)
+        if chunksize == 1:
+            calls = ((fn, args) for args in it)
+        else:
+            calls = ((_run_chunk, (fn, chunk)) for chunk in iter(lambda: list(itertools.islice(it, chunksize)), []))
+        if buffersize is None:
+            return _yield([self.submit(f, *a) for f, a in calls], deadline, unordered, chunksize > 1)
+        return _yield_buffered(self, calls, buffersize, deadline, chunksize > 1)
 
     # -- the end -----------------------------------------------------------------------------
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
-            held = list(self._held) if cancel_futures else []
             pending = list(self._pending)
-        for future in held:
-            future.cancel()
+        if cancel_futures:  # those not sent to a worker yet (held for their inputs, or in the master's pool)
+            for future in pending:
+                future.cancel()
         if wait and pending:
             _cf.wait(pending)
         self._after_shutdown(wait)
@@ -179,6 +194,26 @@ def _yield(fs, deadline, unordered, chunked):
         fs.reverse()
         while fs:
             f = fs.pop()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            value = f.result(timeout)
+            if chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        for f in fs:
+            f.cancel()
+
+
+def _yield_buffered(executor, calls, buffersize, deadline, chunked):
+    """In order, with at most ``buffersize`` tasks submitted and not yet consumed."""
+    fs = [executor.submit(f, *a) for f, a in itertools.islice(calls, buffersize)]
+    fs.reverse()
+    try:
+        while fs:
+            f = fs.pop()
+            for nxt in itertools.islice(calls, 1):  # one in, one out
+                fs.insert(0, executor.submit(nxt[0], *nxt[1]))
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             value = f.result(timeout)
             if chunked:
@@ -292,7 +327,7 @@ class MPICommExecutor:
     ``if executor is not None:`` skips the body there), as in mpi4py.
     """
 
-    def __init__(self, comm=None, root=0, **kwargs):
+    def __init__(self, comm=None, root=0, initializer=None, initargs=(), **kwargs):
         from mpi4py import MPI
 
         comm = MPI.COMM_WORLD if comm is None else comm
@@ -301,27 +336,32 @@ class MPICommExecutor:
         if not 0 <= root < comm.Get_size():
             raise ValueError(f"root must be a rank of the communicator, in [0, {comm.Get_size()}), got {root!r}")
         self._comm, self._root = comm, root
+        self._initializer, self._initargs = initializer, tuple(initargs)
         self._executor: _CommExecutor | None = None
+        self._entered = False
 
     def __enter__(self):
         import hpcmicro as hm
 
+        if self._entered:
+            raise RuntimeError("this MPICommExecutor's block is already running: it cannot be entered again")
+        self._entered = True
         from ._pool import serve
-        from ._workers import split_workers
 
         comm = self._comm
         # The engine's master is rank 0: reorder so that ``root`` is.
         ordered = comm.Split(0, 0 if comm.Get_rank() == self._root else comm.Get_rank() + 1)
-        rt = hm.Runtime(comm=ordered).open()
+        rt = hm.Runtime(comm=ordered, inprocess_workers=1).open()  # alone: one worker thread, as mpi4py has one
         workers = split_workers(rt.comm)
         if comm.Get_size() == 1 or comm.Get_rank() == self._root:
-            self._executor = _CommExecutor(rt, ordered)
+            self._executor = _CommExecutor(rt, ordered, workers, self._initializer, self._initargs)
             return self._executor
         try:
             outcome = serve(rt)
         finally:
+            self._entered = False
             rt.close()
-            workers.Free()
+            release_workers(workers)
             ordered.Free()
         if outcome.error is not None:
             raise outcome.error
@@ -331,14 +371,16 @@ class MPICommExecutor:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+        self._entered = False
         return False
 
 
 class _CommExecutor(_Executor):
-    def __init__(self, rt, comm):
-        super().__init__()
+    def __init__(self, rt, comm, workers, initializer=None, initargs=()):
+        super().__init__(initializer, initargs)
         self._rt = rt
         self._comm = comm  # the reordered communicator the Runtime was built on, freed at the end
+        self._workers = workers
         self._the_pool = Pool(rt)
 
     def _pool(self) -> Pool:
@@ -349,5 +391,6 @@ class _CommExecutor(_Executor):
             return
         self._the_pool.close(wait=True)  # the other ranks serve until this call ends: always wait
         self._rt.close()
+        release_workers(self._workers)
         self._comm.Free()
         self._rt = None

@@ -7,12 +7,13 @@ result comes. Every other rank runs ``serve(rt)`` for the same call.
 
 from __future__ import annotations
 
+import io
 import pickle
 import threading
 from concurrent.futures import BrokenExecutor, Future
 
 from ..driver.opencall import OpenCall, serve_open_call
-from ._task import BROKEN, FAILED, OK, run_task
+from ._task import BROKEN, CANCELLED_CALL, FAILED, OK, run_task
 
 __all__ = ["Pool", "RemoteTraceback", "serve"]
 
@@ -37,7 +38,7 @@ class Pool:
         self._futures: dict[int, tuple] = {}  # task index -> (future, on_broken)
         self.error: BaseException | None = None  # what ended the call early (a dead rank, preemption)
         self.ended = threading.Event()
-        self.call = OpenCall(rt, run_task, self._results, self._ended)
+        self.call = OpenCall(rt, run_task, self._results, self._ended, on_dispatch=self._dispatched)
 
     @property
     def num_workers(self) -> int:
@@ -45,7 +46,7 @@ class Pool:
         return comm.size - 1 if comm.size > 1 else max(1, self.rt.options.inprocess_workers)
 
     def submit(self, items: list) -> None:
-        """``items``: ``(future, blob, on_broken)``; each future must be running already."""
+        """``items``: ``(future, blob, on_broken)``; the futures are pending until a worker is sent them."""
         with self._lock:
             if self.ended.is_set():
                 error = self.error or BrokenExecutor("the executor's engine call has ended")
@@ -66,11 +67,20 @@ class Pool:
         return self.rt.stats
 
     # -- the master's thread -----------------------------------------------------------------
+    def _dispatched(self, first: int, payloads: list) -> None:
+        """Tasks leave the master's pool for a worker: running now, unless cancelled (then they run nothing)."""
+        with self._lock:
+            owed = [self._futures.get(first + k) for k in range(len(payloads))]
+        for k, entry in enumerate(owed):
+            if entry is not None and not entry[0].set_running_or_notify_cancel():
+                payloads[k] = CANCELLED_CALL
+
     def _results(self, first: int, values: list) -> None:
         with self._lock:
             owed = [self._futures.pop(first + k) for k in range(len(values))]
         for (future, on_broken), value in zip(owed, values):
-            _resolve(future, value, on_broken)
+            if not future.cancelled():
+                _resolve(future, value, on_broken)
 
     def _ended(self, error) -> None:
         with self._lock:
@@ -87,7 +97,7 @@ def _resolve(future: Future, value, on_broken) -> None:
     status = value[0]
     if status == OK:
         try:
-            result = pickle.loads(value[1])
+            result = loads(value[1])
         except BaseException as exc:  # noqa: BLE001  (a class rank 0 cannot import)
             future.set_exception(exc)
             return
@@ -108,11 +118,23 @@ def rebuild_exception(data, tb: str, type_name: str, message: str) -> BaseExcept
     """The task's exception as raised on its worker, its traceback attached as ``__cause__``."""
     exc: BaseException
     try:
-        exc = pickle.loads(data) if data is not None else RuntimeError(f"{type_name}: {message}")
+        exc = loads(data) if data is not None else RuntimeError(f"{type_name}: {message}")
     except BaseException:  # noqa: BLE001
         exc = RuntimeError(f"{type_name}: {message}")
     exc.__cause__ = RemoteTraceback(tb)
     return exc
+
+
+class _MainUnpickler(pickle.Unpickler):
+    """Workers import the program as ``__worker__`` (python -m hpcmicro.futures): its classes are rank 0's
+    ``__main__`` ones."""
+
+    def find_class(self, module, name):
+        return super().find_class("__main__" if module == "__worker__" else module, name)
+
+
+def loads(data: bytes):
+    return _MainUnpickler(io.BytesIO(data)).load()
 
 
 def serve(rt):

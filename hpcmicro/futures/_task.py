@@ -16,9 +16,10 @@ from __future__ import annotations
 import pickle
 import traceback
 
-__all__ = ["OK", "FAILED", "BROKEN", "run_task", "pack_call"]
+__all__ = ["OK", "FAILED", "BROKEN", "CANCELLED_CALL", "run_task", "pack_call"]
 
-OK, FAILED, BROKEN = 0, 1, 2
+OK, FAILED, BROKEN, SKIPPED = 0, 1, 2, 3
+CANCELLED_CALL = b""  # what a task cancelled before it left rank 0 carries instead: it runs nothing
 
 _initialized: set = set()  # the executors whose initializer ran in this process
 _broken: dict = {}  # executor id -> the initializer's traceback
@@ -32,6 +33,8 @@ def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs) -> byte
 
 def run_task(blob: bytes):
     """The kernel of every submitted call."""
+    if blob == CANCELLED_CALL:
+        return (SKIPPED,)
     try:
         executor_id, init, fn, args, kwargs = pickle.loads(blob)
     except BaseException as exc:  # noqa: BLE001  (e.g. a function the worker cannot import)

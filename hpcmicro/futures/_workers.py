@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["get_comm_workers", "split_workers"]
+__all__ = ["get_comm_workers", "release_workers", "split_workers"]
 
 _state: dict = {"comm": None}
 
@@ -16,6 +16,16 @@ def split_workers(comm):
     if workers != MPI.COMM_NULL:
         _state["comm"] = workers
     return workers
+
+
+def release_workers(workers) -> None:
+    """The end of the pool: free the workers' communicator (if this rank has one); tasks no longer see it."""
+    from mpi4py import MPI
+
+    if _state["comm"] is workers:
+        _state["comm"] = None
+    if workers != MPI.COMM_NULL:
+        workers.Free()
 
 
 def get_comm_workers():
