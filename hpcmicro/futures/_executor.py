@@ -24,6 +24,10 @@ __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"
 
 _ids = itertools.count(1)
 
+# map(chunksize=1): how many chunks per worker it makes of the calls, at most MAX_AUTO_CHUNK calls each.
+CHUNKS_PER_WORKER = 16
+MAX_AUTO_CHUNK = 1024
+
 
 class DependencyError(Exception):
     """A task's input failed (its exception is this one's ``__cause__``), so the task never ran."""
@@ -155,6 +159,12 @@ class _Executor(_cf.Executor):
                 raise ValueError("buffersize cannot be combined with unordered=True")
         deadline = None if timeout is None else time.monotonic() + timeout
         it = iter(iterable)
+        if chunksize == 1 and buffersize is None:
+            # No tuning needed: calls go in chunks of about 1/CHUNKS_PER_WORKER of a worker's share, so a
+            # loop of tiny calls pays the per-task cost once a chunk, and stealing still balances chunks.
+            items = list(it)
+            chunksize = max(1, min(MAX_AUTO_CHUNK, len(items) // (CHUNKS_PER_WORKER * max(1, self.num_workers))))
+            it = iter(items)
         if chunksize == 1:
             calls = ((fn, args) for args in it)
         else:
