@@ -122,7 +122,7 @@ class OpenCall:
             return []
         events: list = []
         runs: list = []
-        first, payloads = 0, []  # the run being joined
+        first, payloads = 0, []  # type: int, list  # the run being joined
 
         def flush():
             if payloads:
@@ -149,6 +149,7 @@ class OpenCall:
 
     def _take_results(self) -> None:
         master = self.master
+        assert master is not None
         segments = master.segments
         if segments:
             master.segments = []
