@@ -58,7 +58,7 @@ class OpenCall:
         rt._calls += 1
         self.on_results = on_results
         self.on_end = on_end
-        self.preempted = preempted
+        self.preempted = preempted or _preempted_builder(rt, self.spec)
         self._inbox: deque = deque()
         self._lock = threading.Lock()
         self._next = 0  # the index the next submitted task gets
@@ -84,7 +84,9 @@ class OpenCall:
             first = self._next
             self._next += len(payloads)
             self._inbox.append(RootRun(first, first + len(payloads), 0, payloads, first))
-        self._wakeup.set()
+        wakeup = self._wakeup
+        if not wakeup.is_set():  # a loop of submits wakes the master once, not once each
+            wakeup.set()
         return first
 
     def close(self) -> None:
@@ -204,8 +206,14 @@ def serve_open_call(rt, kernel, preempted=None):
     """A worker rank's side of rank 0's ``OpenCall``: run tasks until it closes; returns the Outcome."""
     spec = open_spec(kernel, rt._calls)
     rt._calls += 1
-    outcome = run_worker_rank(rt.comm, spec, rt.options, rt.backend, signal=_signal(), preempted=preempted)
+    outcome = run_worker_rank(rt.comm, spec, rt.options, rt.backend, signal=_signal(),
+                              preempted=preempted or _preempted_builder(rt, spec))
     return conclude(rt.comm, outcome, MASTER)
+
+
+def _preempted_builder(rt, spec):
+    """The Preempted exception (exit status 75) a SIGTERM/SIGUSR1 ends the call with, as ``rt.map`` raises."""
+    return lambda signum: rt._preempted(signum, spec.index)
 
 
 def _signal():

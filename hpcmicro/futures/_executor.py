@@ -24,6 +24,8 @@ __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"
 
 _ids = itertools.count(1)
 
+PRUNE_EVERY = 4096
+
 # map(chunksize=1): how many chunks per worker it makes of the calls, at most MAX_AUTO_CHUNK calls each.
 CHUNKS_PER_WORKER = 16
 MAX_AUTO_CHUNK = 1024
@@ -51,7 +53,7 @@ class _Executor(_cf.Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._broken: BaseException | None = None
-        self._pending: set = set()  # futures of this executor not done yet
+        self._pending: list = []  # futures of this executor, done ones pruned every PRUNE_EVERY submits
         self._held: set = set()  # of those, the ones waiting for their inputs
         self._count = itertools.count(1)
 
@@ -80,9 +82,12 @@ class _Executor(_cf.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             future = TaskFuture()
-            future.name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{next(self._count)}"
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
+            number = next(self._count)
+            future.name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{number}"
+            pending = self._pending
+            pending.append(future)
+            if number % PRUNE_EVERY == 0:  # drop the done ones now and then (cheaper than a callback each)
+                pending[:] = [f for f in pending if not f.done()]
         inputs = _inputs(args, kwargs)
         if not inputs:
             self._send(future, fn, args, kwargs)
@@ -135,10 +140,6 @@ class _Executor(_cf.Executor):
         with self._lock:
             self._broken = error
 
-    def _forget(self, future) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
     # -- map ---------------------------------------------------------------------------------
     def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None, unordered=False):
         """Like ``concurrent.futures.Executor.map``: ``chunksize`` calls go in one task; at most ``buffersize``
@@ -177,7 +178,8 @@ class _Executor(_cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
-            pending = list(self._pending)
+            pending = [f for f in self._pending if not f.done()]
+            self._pending = pending
         if cancel_futures:  # those not sent to a worker yet (held for their inputs, or in the master's pool)
             for future in pending:
                 future.cancel()

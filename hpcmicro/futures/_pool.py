@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 import threading
 from concurrent.futures import BrokenExecutor, Future
 
@@ -83,6 +84,9 @@ class Pool:
                 _resolve(future, value, on_broken)
 
     def _ended(self, error) -> None:
+        if isinstance(error, SystemExit):  # Preempted: say why the program is about to stop
+            sys.stderr.write(f"hpcmicro.futures: {error}; every pending future raises it\n")
+            sys.stderr.flush()
         with self._lock:
             self.error = error
             self.ended.set()
@@ -134,6 +138,8 @@ class _MainUnpickler(pickle.Unpickler):
 
 
 def loads(data: bytes):
+    if b"__worker__" not in data:  # the common case: no class of the program's own
+        return pickle.loads(data)
     return _MainUnpickler(io.BytesIO(data)).load()
 
 

@@ -69,6 +69,15 @@ def workers_allreduce(x):
     return get_comm_workers().allreduce(x)
 
 
+def nap_or_preempt(i):
+    if i == 10:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)  # as the scheduler would: the pool drains and ends
+    time.sleep(0.05)
+    return i
+
+
 def report(**fields):
     print(json.dumps({"rank": 0, **fields}), flush=True)
 
@@ -182,6 +191,14 @@ def comm_executor():
     everyone = comm.gather((comm.Get_rank(), got), root=0)
     if comm.Get_rank() == 0:
         report(seen=everyone, root=root)
+
+
+def preempt():
+    with MPIPoolExecutor() as ex:
+        fs = [ex.submit(nap_or_preempt, i) for i in range(400)]
+        for f in fs:
+            f.result()  # raises Preempted (a SystemExit with code 75) once the pool has drained
+    report(never=True)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,16 @@ def test_mpi_comm_executor_on_a_root_other_than_zero():
     assert mapped == [i * i for i in range(20)] and workers == 3 and dag == [5]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_in_a_task_preempts_the_pool_with_exit_status_75(mode):
+    argv = [sys.executable, str(PROGRAMS), "preempt"] if mode == "inprocess" else \
+        [mpiexec(), "-n", "3", sys.executable, "-m", "hpcmicro.futures", str(PROGRAMS), "preempt"]
+    job = run_command(argv, timeout=120)
+    assert job.returncode == 75, str(job)
+    assert "preempted by SIGTERM" in job.stderr, str(job)
+    assert '"never"' not in job.stdout  # the program did not go on as if nothing happened
+
+
 def test_importing_hpcmicro_futures_does_not_initialize_mpi():
     code = "import sys, hpcmicro.futures; print('mpi4py.MPI' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
