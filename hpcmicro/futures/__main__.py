@@ -11,7 +11,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-USAGE = "usage: python -m hpcmicro.futures <script.py | -m module | -c command> [args...]"
+USAGE = ("usage: python -m hpcmicro.futures [--checkpoint FOLDER] <script.py | -m module | -c command> [args...]\n"
+         "  --checkpoint FOLDER  keep finished tasks' results there; a rerun does not compute them again")
 
 
 def _target(argv: list) -> tuple[str, str, list]:
@@ -35,7 +36,15 @@ def _run(kind: str, what: str, name: str):
 
 
 def main(argv=None) -> None:
-    kind, what, script_argv = _target(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--checkpoint"]:
+        if len(args) < 2:
+            raise SystemExit(USAGE)
+        import os
+
+        os.environ["HPCMICRO_FUTURES_CHECKPOINT"] = args[1]  # every executor's default
+        args = args[2:]
+    kind, what, script_argv = _target(args)
     import hpcmicro as hm
 
     from ._executor import _shared

@@ -16,7 +16,8 @@ import threading
 import time
 from concurrent import futures as _cf
 
-from ._pool import Pool
+from ._pool import Pool, loads
+from ._store import ResultStore, identity
 from ._task import pack_call
 from ._workers import release_workers, split_workers
 
@@ -36,17 +37,22 @@ class DependencyError(Exception):
 
 
 class TaskFuture(_cf.Future):
-    """A future of an hpcmicro executor; ``name`` says which submitted call it is (``fn#n``)."""
+    """A future of an hpcmicro executor; ``name`` says which submitted call it is (``fn#n``); ``identity``
+    (when checkpointing) is its task's identity (_store.py)."""
 
     name = ""
+    identity = b""
 
 
 class _Executor(_cf.Executor):
     """What both executors share; ``_pool()`` gives the Pool to submit to."""
 
-    def __init__(self, initializer=None, initargs=()):
+    def __init__(self, initializer=None, initargs=(), checkpoint=None):
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
+        checkpoint = checkpoint if checkpoint is not None else os.environ.get("HPCMICRO_FUTURES_CHECKPOINT") or None
+        # Finished tasks' results on disk (_store.py): a rerun resolves those from there, without a task.
+        self._store = ResultStore(checkpoint) if checkpoint else None
         self._id = next(_ids)
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -89,6 +95,13 @@ class _Executor(_cf.Executor):
             if number % PRUNE_EVERY == 0:  # drop the done ones now and then (cheaper than a callback each)
                 pending[:] = [f for f in pending if not f.done()]
         inputs = _inputs(args, kwargs)
+        if self._store is not None:
+            try:
+                future.identity = identity(fn, args, kwargs, {id(d): d.identity for d in inputs})
+            except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled)
+                future.set_running_or_notify_cancel()
+                future.set_exception(exc)
+                return future
         if not inputs:
             self._send(future, fn, args, kwargs)
             return future
@@ -129,12 +142,22 @@ class _Executor(_cf.Executor):
     def _send(self, future, fn, args, kwargs) -> None:
         if future.done():  # cancelled
             return
+        if self._store is not None:
+            stored = self._store.get(future.identity)
+            if stored is not None and future.set_running_or_notify_cancel():
+                future.set_result(loads(stored))  # finished in an earlier run: not computed again
+                return
         try:
             blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs)
         except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled fails its future)
             future.set_exception(exc)
             return
-        self._pool().submit([(future, blob, self._mark_broken)])
+        self._pool().submit([(future, blob, self)])
+
+    def _finished(self, future, result_bytes: bytes) -> None:
+        """A task's result came (the master's thread): keep it on disk, if checkpointing."""
+        if self._store is not None:
+            self._store.add(future.identity, result_bytes)
 
     def _mark_broken(self, error: BaseException) -> None:
         with self._lock:
@@ -185,6 +208,8 @@ class _Executor(_cf.Executor):
                 future.cancel()
         if wait and pending:
             _cf.wait(pending)
+        if self._store is not None and (wait or not pending):
+            self._store.close()  # whatever finished is on disk now
         self._after_shutdown(wait)
 
     def _after_shutdown(self, wait: bool) -> None:
@@ -292,8 +317,8 @@ class MPIPoolExecutor(_Executor):
     ``wdir``, ``env``, ...) are accepted and ignored: there is no spawn.
     """
 
-    def __init__(self, max_workers=None, initializer=None, initargs=(), **kwargs):
-        super().__init__(initializer, initargs)
+    def __init__(self, max_workers=None, initializer=None, initargs=(), *, checkpoint=None, **kwargs):
+        super().__init__(initializer, initargs, checkpoint)
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         self._max_workers = max_workers

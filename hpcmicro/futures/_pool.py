@@ -36,7 +36,7 @@ class Pool:
     def __init__(self, rt):
         self.rt = rt
         self._lock = threading.Lock()
-        self._futures: dict[int, tuple] = {}  # task index -> (future, on_broken)
+        self._futures: dict[int, tuple] = {}  # task index -> (future, its executor)
         self.error: BaseException | None = None  # what ended the call early (a dead rank, preemption)
         self.ended = threading.Event()
         self.call = OpenCall(rt, run_task, self._results, self._ended, on_dispatch=self._dispatched)
@@ -47,7 +47,9 @@ class Pool:
         return comm.size - 1 if comm.size > 1 else max(1, self.rt.options.inprocess_workers)
 
     def submit(self, items: list) -> None:
-        """``items``: ``(future, blob, on_broken)``; the futures are pending until a worker is sent them."""
+        """``items``: ``(future, blob, executor)``; the futures are pending until a worker is sent them.
+
+        The executor hears of its tasks' ends: ``_finished(future, result_bytes)``, ``_mark_broken(error)``."""
         with self._lock:
             if self.ended.is_set():
                 error = self.error or BrokenExecutor("the executor's engine call has ended")
@@ -55,8 +57,8 @@ class Pool:
                     future.set_exception(error)
                 return
             first = self.call.submit([blob for _, blob, _ in items])
-            for k, (future, _, on_broken) in enumerate(items):
-                self._futures[first + k] = (future, on_broken)
+            for k, (future, _, executor) in enumerate(items):
+                self._futures[first + k] = (future, executor)
 
     def close(self, wait: bool = True) -> None:
         self.call.close()
@@ -79,9 +81,9 @@ class Pool:
     def _results(self, first: int, values: list) -> None:
         with self._lock:
             owed = [self._futures.pop(first + k) for k in range(len(values))]
-        for (future, on_broken), value in zip(owed, values):
+        for (future, executor), value in zip(owed, values):
             if not future.cancelled():
-                _resolve(future, value, on_broken)
+                _resolve(future, value, executor)
 
     def _ended(self, error) -> None:
         if isinstance(error, SystemExit):  # Preempted: say why the program is about to stop
@@ -97,7 +99,7 @@ class Pool:
                                      BrokenExecutor("the engine call ended before this task ran"))
 
 
-def _resolve(future: Future, value, on_broken) -> None:
+def _resolve(future: Future, value, executor) -> None:
     status = value[0]
     if status == OK:
         try:
@@ -105,6 +107,8 @@ def _resolve(future: Future, value, on_broken) -> None:
         except BaseException as exc:  # noqa: BLE001  (a class rank 0 cannot import)
             future.set_exception(exc)
             return
+        if executor is not None:
+            executor._finished(future, value[1])
         future.set_result(result)
     elif status == FAILED:
         future.set_exception(rebuild_exception(*value[1:]))
@@ -112,8 +116,8 @@ def _resolve(future: Future, value, on_broken) -> None:
         error = BrokenExecutor("the executor's initializer raised on a worker")
         error.__cause__ = RemoteTraceback(value[1])
         future.set_exception(error)
-        if on_broken is not None:
-            on_broken(error)
+        if executor is not None:
+            executor._mark_broken(error)
     else:
         future.set_exception(RuntimeError(f"internal error: unknown task status {status!r}"))
 

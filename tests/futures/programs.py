@@ -193,6 +193,27 @@ def comm_executor():
         report(seen=everyone, root=root)
 
 
+def marked_square(folder, i):
+    """Square i, leaving a file behind for each execution (the test counts them)."""
+    with open(os.path.join(folder, f"ran-{i}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    if i == 25 and not os.path.exists(os.path.join(folder, "preempted-once")):
+        import signal
+
+        open(os.path.join(folder, "preempted-once"), "w").close()
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.03)
+    return i * i
+
+
+def checkpointed():
+    folder = sys.argv[2]
+    with MPIPoolExecutor(checkpoint=os.path.join(folder, "results")) as ex:
+        squares = [ex.submit(marked_square, folder, i) for i in range(60)]
+        sums = [ex.submit(add, squares[i], squares[i + 1]) for i in range(59)]
+        report(squares=[f.result() for f in squares], sums=[f.result() for f in sums])
+
+
 def preempt():
     with MPIPoolExecutor() as ex:
         fs = [ex.submit(nap_or_preempt, i) for i in range(400)]

@@ -110,6 +110,32 @@ def test_sigterm_in_a_task_preempts_the_pool_with_exit_status_75(mode):
     assert '"never"' not in job.stdout  # the program did not go on as if nothing happened
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_preempted_checkpointed_run_resumes_without_computing_any_task_twice(mode, tmp_path):
+    def launch():
+        argv = [sys.executable, str(PROGRAMS), "checkpointed", str(tmp_path)] if mode == "inprocess" else \
+            [mpiexec(), "-n", "3", sys.executable, "-m", "hpcmicro.futures", str(PROGRAMS), "checkpointed",
+             str(tmp_path)]
+        return run_command(argv, timeout=120)
+
+    first = launch()
+    assert first.returncode == 75, str(first)  # task 25 preempted it
+    ran_first = len(list(tmp_path.glob("ran-*")))
+    assert 0 < ran_first < 60
+    second = launch()
+    assert second.returncode == 0, str(second)
+    r = second.report()
+    assert r["squares"] == [i * i for i in range(60)]
+    assert r["sums"] == [i * i + (i + 1) * (i + 1) for i in range(59)]
+    runs = {}
+    for marker in tmp_path.glob("ran-*"):
+        i = int(marker.name.split("-")[1])
+        runs[i] = runs.get(i, 0) + 1
+    assert sorted(runs) == list(range(60))
+    assert all(n == 1 for n in runs.values()), {i: n for i, n in runs.items() if n != 1}  # none ran twice
+    assert list((tmp_path / "results").glob("seg-*.h5"))
+
+
 def test_importing_hpcmicro_futures_does_not_initialize_mpi():
     code = "import sys, hpcmicro.futures; print('mpi4py.MPI' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
