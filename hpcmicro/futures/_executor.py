@@ -47,9 +47,12 @@ class TaskFuture(_cf.Future):
 class _Executor(_cf.Executor):
     """What both executors share; ``_pool()`` gives the Pool to submit to."""
 
-    def __init__(self, initializer=None, initargs=(), checkpoint=None):
+    def __init__(self, initializer=None, initargs=(), checkpoint=None, retries: int = 0):
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        self._retries = retries
         checkpoint = checkpoint if checkpoint is not None else os.environ.get("HPCMICRO_FUTURES_CHECKPOINT") or None
         # Finished tasks' results on disk (_store.py): a rerun resolves those from there, without a task.
         self._store = ResultStore(checkpoint) if checkpoint else None
@@ -148,7 +151,7 @@ class _Executor(_cf.Executor):
                 future.set_result(loads(stored))  # finished in an earlier run: not computed again
                 return
         try:
-            blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs)
+            blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs, self._retries)
         except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled fails its future)
             future.set_exception(exc)
             return
@@ -317,8 +320,8 @@ class MPIPoolExecutor(_Executor):
     ``wdir``, ``env``, ...) are accepted and ignored: there is no spawn.
     """
 
-    def __init__(self, max_workers=None, initializer=None, initargs=(), *, checkpoint=None, **kwargs):
-        super().__init__(initializer, initargs, checkpoint)
+    def __init__(self, max_workers=None, initializer=None, initargs=(), *, checkpoint=None, retries=0, **kwargs):
+        super().__init__(initializer, initargs, checkpoint, retries)
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         self._max_workers = max_workers

@@ -14,6 +14,7 @@ its future's exception, not the end of the call.
 from __future__ import annotations
 
 import pickle
+import time
 import traceback
 
 __all__ = ["OK", "FAILED", "BROKEN", "CANCELLED_CALL", "run_task", "pack_call"]
@@ -25,10 +26,32 @@ _initialized: set = set()  # the executors whose initializer ran in this process
 _broken: dict = {}  # executor id -> the initializer's traceback
 
 
-def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs) -> bytes:
+RETRY_BACKOFF_S = 0.05  # the first retry's wait, doubling after each, as Runtime(retries=) does
+
+
+def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs, retries: int = 0) -> bytes:
     """What ``submit`` sends (raises whatever pickling raises)."""
     init = (initializer, tuple(initargs)) if initializer is not None else None
+    if retries:
+        return pickle.dumps((executor_id, init, _Retried(fn, retries), args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
     return pickle.dumps((executor_id, init, fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Retried:
+    """``fn`` tried up to 1 + ``retries`` times, sleeping RETRY_BACKOFF_S (doubling) between tries."""
+
+    def __init__(self, fn, retries: int):
+        self.fn, self.retries = fn, retries
+
+    def __call__(self, *args, **kwargs):
+        wait = RETRY_BACKOFF_S
+        for _ in range(self.retries):
+            try:
+                return self.fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001  (tried again; the last try's exception is the task's)
+                time.sleep(wait)
+                wait *= 2
+        return self.fn(*args, **kwargs)
 
 
 def run_task(blob: bytes):

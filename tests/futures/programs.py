@@ -206,6 +206,24 @@ def marked_square(folder, i):
     return i * i
 
 
+def flaky(folder, i):
+    """Fails the first two times it runs for a given i (counted by files in folder)."""
+    tries = len([n for n in os.listdir(folder) if n.startswith(f"try-{i}-")])
+    open(os.path.join(folder, f"try-{i}-{tries}"), "w").close()
+    if tries < 2:
+        raise OSError(f"transient failure {tries} of task {i}")
+    return i
+
+
+def retried():
+    folder = sys.argv[2]
+    with MPIPoolExecutor(retries=2) as ex:
+        ok = [f.result() for f in [ex.submit(flaky, folder, i) for i in range(5)]]
+    with MPIPoolExecutor(retries=1) as ex:
+        exc = ex.submit(flaky, folder, 99).exception()
+    report(ok=ok, short=[type(exc).__name__, str(exc)])
+
+
 def checkpointed():
     folder = sys.argv[2]
     with MPIPoolExecutor(checkpoint=os.path.join(folder, "results")) as ex:

@@ -136,6 +136,18 @@ def test_a_preempted_checkpointed_run_resumes_without_computing_any_task_twice(m
     assert list((tmp_path / "results").glob("seg-*.h5"))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_retries_try_a_failing_task_again(mode, tmp_path):
+    argv = [sys.executable, str(PROGRAMS), "retried", str(tmp_path)] if mode == "inprocess" else \
+        [mpiexec(), "-n", "3", sys.executable, "-m", "hpcmicro.futures", str(PROGRAMS), "retried", str(tmp_path)]
+    job = run_command(argv, timeout=120)
+    assert job.returncode == 0, str(job)
+    r = job.report()
+    assert r["ok"] == [0, 1, 2, 3, 4]  # two failures each, then success on the third try
+    assert r["short"] == ["OSError", "transient failure 1 of task 99"]  # one retry is not enough
+    assert len(list(tmp_path.glob("try-99-*"))) == 2
+
+
 def test_importing_hpcmicro_futures_does_not_initialize_mpi():
     code = "import sys, hpcmicro.futures; print('mpi4py.MPI' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
