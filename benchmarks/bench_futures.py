@@ -1,11 +1,13 @@
-"""hpcmicro.futures against mpi4py.futures: a no-op submit loop, and map at several chunksizes.
+"""hpcmicro.futures against mpi4py.futures and Dask: a no-op submit loop, and map at several chunksizes.
 
     python benchmarks/bench_futures.py                 # 3 ranks (1 master + 2 workers), 3 rounds, ~1 minute
     python benchmarks/bench_futures.py --ranks 5 --rounds 5
 
-The driver alternates the two launchers round by round (ABAB: slow drifts of
-a noisy machine hit both alike), each run as
-``mpiexec -n R python -m {hpcmicro,mpi4py}.futures bench_futures.py --measure``:
+The driver alternates the systems round by round (slow drifts of a noisy
+machine hit all alike): ``mpiexec -n R python -m {hpcmicro,mpi4py}.futures
+bench_futures.py --measure``, and Dask's ``Client`` on a ``LocalCluster`` of
+R - 1 single-threaded worker processes (``client.submit``; ``client.map`` of
+chunks for map, as Dask has no chunksize):
 
 - submit loop: ``[ex.submit(noop) for _ in range(n)]`` then every result, tasks/s;
 - ``list(ex.map(noop, range(n), chunksize=c))`` for c in 1, 10, 100, tasks/s.
@@ -53,6 +55,31 @@ def measure(n: int) -> None:
     print(json.dumps(out), flush=True)
 
 
+def measure_dask(n: int, workers: int) -> dict:
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.gather([client.submit(noop, i, pure=False) for i in range(200)])  # warm up
+        out = {"system": "dask"}
+        t = time.perf_counter()
+        fs = [client.submit(noop, pure=False) for _ in range(n)]
+        client.gather(fs)
+        out["submit_per_s"] = n / (time.perf_counter() - t)
+        for c in CHUNKS:
+            t = time.perf_counter()
+            chunks = [list(range(i, min(n, i + c))) for i in range(0, n, c)]
+            got = client.gather(client.map(_noop_chunk, chunks, pure=False))
+            assert sum(len(g) for g in got) == n
+            out[f"map_c{c}_per_s"] = n / (time.perf_counter() - t)
+        out["workers"] = workers
+    return out
+
+
+def _noop_chunk(chunk):
+    return [noop(x) for x in chunk]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
@@ -65,9 +92,15 @@ def main(argv=None) -> None:
         return
     from hpcmicro.constants import MPICH_ENV
 
-    results: dict = {"hpcmicro": [], "mpi4py": []}
+    results: dict = {"hpcmicro": [], "mpi4py": [], "dask": []}
+    systems = ["hpcmicro", "mpi4py", "dask"]
     for r in range(args.rounds):
-        for system in (("hpcmicro", "mpi4py") if r % 2 == 0 else ("mpi4py", "hpcmicro")):
+        for system in systems[r % 3:] + systems[:r % 3]:
+            if system == "dask":
+                rec = measure_dask(args.n, args.ranks - 1)
+                print(json.dumps(rec), flush=True)
+                results["dask"].append(rec)
+                continue
             env = dict(os.environ, **MPICH_ENV, BENCH_SYSTEM=system, PYTHONPATH=REPO)
             cmd = ["mpiexec", "-n", str(args.ranks), sys.executable, "-m", f"{system}.futures", __file__,
                    "--measure", "--n", str(args.n)]
@@ -82,10 +115,12 @@ def main(argv=None) -> None:
     print("| system | submit loop | " + " | ".join(f"map chunksize={c}" for c in CHUNKS) + " |")
     print("|---|" + "---:|" * len(keys))
     med = {s: {k: statistics.median(r[k] for r in rs) for k in keys} for s, rs in results.items()}
-    for s in ("hpcmicro", "mpi4py"):
-        print(f"| {s}.futures | " + " | ".join(f"{med[s][k]:,.0f}" for k in keys) + " |")
+    for s in ("hpcmicro", "mpi4py", "dask"):
+        label = "Dask distributed" if s == "dask" else f"{s}.futures"
+        print(f"| {label} | " + " | ".join(f"{med[s][k]:,.0f}" for k in keys) + " |")
     best = max(med["mpi4py"][k] for k in keys[1:])
-    print(f"\nsubmit loop: hpcmicro / mpi4py = {med['hpcmicro']['submit_per_s'] / med['mpi4py']['submit_per_s']:.1f}x; "
+    print(f"\nsubmit loop: hpcmicro / mpi4py = {med['hpcmicro']['submit_per_s'] / med['mpi4py']['submit_per_s']:.1f}x, "
+          f"hpcmicro / Dask = {med['hpcmicro']['submit_per_s'] / med['dask']['submit_per_s']:.1f}x; "
           f"hpcmicro map(chunksize=1) / mpi4py's best map = {med['hpcmicro']['map_c1_per_s'] / best:.2f}x")
 
 

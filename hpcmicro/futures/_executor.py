@@ -24,6 +24,7 @@ from ._workers import release_workers, split_workers
 __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"]
 
 _ids = itertools.count(1)
+_PENDING = "PENDING"  # concurrent.futures' state name
 
 PRUNE_EVERY = 4096
 
@@ -42,6 +43,16 @@ class TaskFuture(_cf.Future):
 
     name = ""
     identity = b""
+
+    def __init__(self):
+        # Future's own fields, with a plain Lock under the Condition: a submit loop makes one future per
+        # call, and the default RLock was a fifth of submit's cost. Future never re-enters its condition.
+        self._condition = threading.Condition(threading.Lock())
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list = []
+        self._done_callbacks: list = []
 
 
 class _Executor(_cf.Executor):

@@ -29,12 +29,44 @@ _broken: dict = {}  # executor id -> the initializer's traceback
 RETRY_BACKOFF_S = 0.05  # the first retry's wait, doubling after each, as Runtime(retries=) does
 
 
+# A function pickles by name, and pickling looks the name up to check it each time: a loop of submits
+# of one function pickles it once (rank 0) and unpickles it once per worker (the bytes are the key).
+_FN_CACHE_MAX = 256
+_fn_bytes: dict = {}
+_fn_objects: dict = {}
+
+
 def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs, retries: int = 0) -> bytes:
     """What ``submit`` sends (raises whatever pickling raises)."""
     init = (initializer, tuple(initargs)) if initializer is not None else None
     if retries:
-        return pickle.dumps((executor_id, init, _Retried(fn, retries), args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-    return pickle.dumps((executor_id, init, fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        fn = _Retried(fn, retries)
+    return pickle.dumps((executor_id, init, _pickled_fn(fn), args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickled_fn(fn) -> bytes:
+    try:
+        return _fn_bytes[fn]
+    except (KeyError, TypeError):  # new, or unhashable (pickled every time)
+        pass
+    data = pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        if len(_fn_bytes) >= _FN_CACHE_MAX:
+            _fn_bytes.clear()
+        _fn_bytes[fn] = data
+    except TypeError:
+        pass
+    return data
+
+
+def _unpickled_fn(data: bytes):
+    fn = _fn_objects.get(data)
+    if fn is None:
+        fn = pickle.loads(data)
+        if len(_fn_objects) >= _FN_CACHE_MAX:
+            _fn_objects.clear()
+        _fn_objects[data] = fn
+    return fn
 
 
 class _Retried:
@@ -59,7 +91,8 @@ def run_task(blob: bytes):
     if blob == CANCELLED_CALL:
         return (SKIPPED,)
     try:
-        executor_id, init, fn, args, kwargs = pickle.loads(blob)
+        executor_id, init, fn_data, args, kwargs = pickle.loads(blob)
+        fn = _unpickled_fn(fn_data)
     except BaseException as exc:  # noqa: BLE001  (e.g. a function the worker cannot import)
         return _failure(exc, "the call cannot be unpickled on the worker")
     if init is not None and executor_id not in _initialized:
