@@ -89,6 +89,19 @@ class OpenCall:
             wakeup.set()
         return first
 
+    def submit_one(self, payload, register) -> None:
+        """Queue one root task; ``register(index)`` runs first, under the lock (no result can precede it)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit to a closed call")
+            index = self._next
+            self._next = index + 1
+            register(index)
+            self._inbox.append((index, payload))
+        wakeup = self._wakeup
+        if not wakeup.is_set():
+            wakeup.set()
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -139,6 +152,12 @@ class OpenCall:
                     events.append(Submit(runs, now))
                     runs = []
                 events.append(Close(now))
+            elif type(item) is tuple:  # one task (submit_one)
+                if payloads and first + len(payloads) == item[0]:
+                    payloads.append(item[1])
+                else:
+                    flush()
+                    first, payloads = item[0], [item[1]]
             elif payloads and first + len(payloads) == item.start:
                 payloads.extend(item.payloads)
             else:

@@ -24,7 +24,7 @@ from ._workers import release_workers, split_workers
 __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"]
 
 _ids = itertools.count(1)
-_PENDING = "PENDING"  # concurrent.futures' state name
+_NOT_DONE = ("PENDING", "RUNNING")  # concurrent.futures' states of a future that is not done
 
 PRUNE_EVERY = 4096
 
@@ -41,18 +41,14 @@ class TaskFuture(_cf.Future):
     """A future of an hpcmicro executor; ``name`` says which submitted call it is (``fn#n``); ``identity``
     (when checkpointing) is its task's identity (_store.py)."""
 
-    name = ""
     identity = b""
+    _fn: object = None
+    _number = 0
 
-    def __init__(self):
-        # Future's own fields, with a plain Lock under the Condition: a submit loop makes one future per
-        # call, and the default RLock was a fifth of submit's cost. Future never re-enters its condition.
-        self._condition = threading.Condition(threading.Lock())
-        self._state = _PENDING
-        self._result = None
-        self._exception = None
-        self._waiters: list = []
-        self._done_callbacks: list = []
+    @property
+    def name(self) -> str:  # built when asked for (an error message): not once per submit
+        fn = self._fn
+        return f"{getattr(fn, '__qualname__', type(fn).__name__)}#{self._number}"
 
 
 class _Executor(_cf.Executor):
@@ -102,12 +98,12 @@ class _Executor(_cf.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             future = TaskFuture()
-            number = next(self._count)
-            future.name = f"{getattr(fn, '__qualname__', type(fn).__name__)}#{number}"
+            future._fn = fn
+            number = future._number = next(self._count)
             pending = self._pending
             pending.append(future)
             if number % PRUNE_EVERY == 0:  # drop the done ones now and then (cheaper than a callback each)
-                pending[:] = [f for f in pending if not f.done()]
+                pending[:] = [f for f in pending if f._state in _NOT_DONE]
         inputs = _inputs(args, kwargs)
         if self._store is not None:
             try:
@@ -166,7 +162,7 @@ class _Executor(_cf.Executor):
         except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled fails its future)
             future.set_exception(exc)
             return
-        self._pool().submit([(future, blob, self)])
+        self._pool().submit_one(future, blob, self)
 
     def _finished(self, future, result_bytes: bytes) -> None:
         """A task's result came (the master's thread): keep it on disk, if checkpointing."""

@@ -46,19 +46,16 @@ class Pool:
         comm = self.rt.comm
         return comm.size - 1 if comm.size > 1 else max(1, self.rt.options.inprocess_workers)
 
-    def submit(self, items: list) -> None:
-        """``items``: ``(future, blob, executor)``; the futures are pending until a worker is sent them.
+    def submit_one(self, future, blob: bytes, executor) -> None:
+        """Submit one pickled call; ``future`` stays pending until its task is sent to a worker.
 
-        The executor hears of its tasks' ends: ``_finished(future, result_bytes)``, ``_mark_broken(error)``."""
+        ``executor`` hears of its task's end: ``_finished(future, result_bytes)``, ``_mark_broken(error)``."""
+        futures = self._futures
         with self._lock:
             if self.ended.is_set():
-                error = self.error or BrokenExecutor("the executor's engine call has ended")
-                for future, _, _ in items:
-                    future.set_exception(error)
+                future.set_exception(self.error or BrokenExecutor("the executor's engine call has ended"))
                 return
-            first = self.call.submit([blob for _, blob, _ in items])
-            for k, (future, _, executor) in enumerate(items):
-                self._futures[first + k] = (future, executor)
+            self.call.submit_one(blob, lambda index: futures.__setitem__(index, (future, executor)))
 
     def close(self, wait: bool = True) -> None:
         self.call.close()
