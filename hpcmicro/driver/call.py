@@ -64,8 +64,16 @@ def make_executor(spec: CallSpec, options, worker: int, size: int, backend, proc
                     tracing=bool(options.trace), process_rank=process_rank)
 
 
-def make_protocol(executor: Executor, options, master_rank: int = 0) -> WorkerProtocol:
-    return WorkerProtocol(executor, options.policy, master_rank, task_timeout=options.task_timeout)
+# An open-ended call's results are awaited one by one (futures, and their dependents): a busy worker
+# reports them at least this often, not every WorkerProtocol.STATUS_INTERVAL_S.
+OPEN_STATUS_INTERVAL_S = 0.002
+
+
+def make_protocol(executor: Executor, options, master_rank: int = 0, kind: str = "map") -> WorkerProtocol:
+    protocol = WorkerProtocol(executor, options.policy, master_rank, task_timeout=options.task_timeout)
+    if kind == "open":
+        protocol.STATUS_INTERVAL_S = OPEN_STATUS_INTERVAL_S
+    return protocol
 
 
 def master_summary(master: Master, spec: CallSpec) -> tuple:

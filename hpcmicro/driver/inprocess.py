@@ -43,10 +43,10 @@ def run_inprocess(spec: CallSpec, options, backend, *, workers: int = 1, resume=
     return _outcome(spec, options, master, executors, preempted)
 
 
-def _drive_threads(master, world, executors, options, backend, **drive) -> None:
+def _drive_threads(master, world, executors, options, backend, kind="map", **drive) -> None:
     """Each worker on a kernel thread and a mailbox thread; the master in the calling thread."""
     ranks = [ex.stats.rank for ex in executors]
-    drivers = [WorkerDriver(world[r], make_protocol(ex, options), device=backend.device)
+    drivers = [WorkerDriver(world[r], make_protocol(ex, options, kind=kind), device=backend.device)
                for r, ex in zip(ranks, executors)]
     errors: list = []
 

@@ -215,8 +215,8 @@ class OpenCall:
                                       preempt_grace_s=options.preempt_grace)
         backend = rt.backend or CPU
         executors = [make_executor(spec, options, r, 1, backend, process_rank=0) for r in ranks]
-        _drive_threads(master, world, executors, options, backend, feed=self._feed, after=self._take_results,
-                       signal=_signal())
+        _drive_threads(master, world, executors, options, backend, kind="open", feed=self._feed,
+                       after=self._take_results, signal=_signal())
         self._take_results()
         return _outcome(spec, options, master, executors, self.preempted)
 

@@ -41,7 +41,7 @@ def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, o
 
 def run_worker_rank(comm, spec: CallSpec, options, backend, *, signal=lambda: 0, preempted=None) -> Outcome:
     executor = make_executor(spec, options, comm.rank, comm.size, backend)
-    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, MASTER), signal=signal)
+    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, MASTER, spec.kind), signal=signal)
     return driver.run(lambda stop: _worker_end(comm, spec, options, executor, stop, preempted))
 
 
