@@ -10,7 +10,9 @@ R - 1 single-threaded worker processes (``client.submit``; ``client.map`` of
 chunks for map, as Dask has no chunksize):
 
 - submit loop: ``[ex.submit(noop) for _ in range(n)]`` then every result, tasks/s;
-- ``list(ex.map(noop, range(n), chunksize=c))`` for c in 1, 10, 100, tasks/s.
+- ``list(ex.map(noop, range(n), chunksize=c))`` for c in 1, 10, 100, tasks/s;
+- a chain of CHAIN calls, each on the one before's result (a future as the
+  argument; mpi4py, which cannot take one, waits for each result first), ms a hop.
 
 It prints one JSON line per measurement and a Markdown table of medians.
 """
@@ -34,6 +36,13 @@ def noop(x=None):
     return None
 
 
+def inc(x):
+    return x + 1
+
+
+CHAIN = 200  # calls each taking the one before's result: the latency of one dependency hop
+
+
 def measure(n: int) -> None:
     if os.environ.get("BENCH_SYSTEM") == "hpcmicro":
         from hpcmicro.futures import MPIPoolExecutor
@@ -51,6 +60,12 @@ def measure(n: int) -> None:
             t = time.perf_counter()
             assert list(ex.map(noop, range(n), chunksize=c)) == [None] * n
             out[f"map_c{c}_per_s"] = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        f = ex.submit(inc, 0)
+        for _ in range(CHAIN - 1):  # mpi4py cannot take a future as an argument: wait for each
+            f = ex.submit(inc, f if os.environ.get("BENCH_SYSTEM") == "hpcmicro" else f.result())
+        assert f.result() == CHAIN
+        out["hop_ms"] = (time.perf_counter() - t) / CHAIN * 1e3
         out["workers"] = ex.num_workers
     print(json.dumps(out), flush=True)
 
@@ -72,6 +87,12 @@ def measure_dask(n: int, workers: int) -> dict:
             got = client.gather(client.map(_noop_chunk, chunks, pure=False))
             assert sum(len(g) for g in got) == n
             out[f"map_c{c}_per_s"] = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        f = client.submit(inc, 0, pure=False)
+        for _ in range(CHAIN - 1):
+            f = client.submit(inc, f, pure=False)
+        assert f.result() == CHAIN
+        out["hop_ms"] = (time.perf_counter() - t) / CHAIN * 1e3
         out["workers"] = workers
     return out
 
@@ -110,15 +131,15 @@ def main(argv=None) -> None:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
             print(line, flush=True)
             results[system].append(json.loads(line))
-    keys = ["submit_per_s"] + [f"map_c{c}_per_s" for c in CHUNKS]
+    keys = ["submit_per_s"] + [f"map_c{c}_per_s" for c in CHUNKS] + ["hop_ms"]
     print(f"\n{args.ranks} ranks, n={args.n}, medians of {args.rounds} rounds (tasks/s)\n")
-    print("| system | submit loop | " + " | ".join(f"map chunksize={c}" for c in CHUNKS) + " |")
+    print("| system | submit loop | " + " | ".join(f"map chunksize={c}" for c in CHUNKS) + " | dependency hop ms |")
     print("|---|" + "---:|" * len(keys))
     med = {s: {k: statistics.median(r[k] for r in rs) for k in keys} for s, rs in results.items()}
     for s in ("hpcmicro", "mpi4py", "dask"):
         label = "Dask distributed" if s == "dask" else f"{s}.futures"
-        print(f"| {label} | " + " | ".join(f"{med[s][k]:,.0f}" for k in keys) + " |")
-    best = max(med["mpi4py"][k] for k in keys[1:])
+        print(f"| {label} | " + " | ".join(f"{med[s][k]:,.0f}" for k in keys[:-1]) + f" | {med[s]['hop_ms']:.2f} |")
+    best = max(med["mpi4py"][k] for k in keys[1:-1])
     print(f"\nsubmit loop: hpcmicro / mpi4py = {med['hpcmicro']['submit_per_s'] / med['mpi4py']['submit_per_s']:.1f}x, "
           f"hpcmicro / Dask = {med['hpcmicro']['submit_per_s'] / med['dask']['submit_per_s']:.1f}x; "
           f"hpcmicro map(chunksize=1) / mpi4py's best map = {med['hpcmicro']['map_c1_per_s'] / best:.2f}x")
