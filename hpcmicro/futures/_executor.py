@@ -230,8 +230,10 @@ def _run_chunk(fn, chunk):
     return [fn(*args) for args in chunk]
 
 
-def _yield(fs, deadline, unordered, chunked):
-    """The results of ``fs``, in order or as they finish, cancelling the rest if the consumer stops."""
+def _yield(fs, deadline, unordered, chunked, refill=None):
+    """The results of ``fs``, in order or as they finish, cancelling the rest if the consumer stops.
+
+    ``refill()`` (in order only): the next future to add behind the others as each is taken, or None."""
     try:
         if unordered:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -241,6 +243,9 @@ def _yield(fs, deadline, unordered, chunked):
         fs.reverse()
         while fs:
             f = fs.pop()
+            nxt = refill() if refill is not None else None
+            if nxt is not None:
+                fs.insert(0, nxt)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             value = f.result(timeout)
             if chunked:
@@ -253,23 +258,15 @@ def _yield(fs, deadline, unordered, chunked):
 
 
 def _yield_buffered(executor, calls, buffersize, deadline, chunked):
-    """In order, with at most ``buffersize`` tasks submitted and not yet consumed."""
+    """In order, with at most ``buffersize`` tasks submitted and not yet consumed: one in as one goes out."""
     fs = [executor.submit(f, *a) for f, a in itertools.islice(calls, buffersize)]
-    fs.reverse()
-    try:
-        while fs:
-            f = fs.pop()
-            for nxt in itertools.islice(calls, 1):  # one in, one out
-                fs.insert(0, executor.submit(nxt[0], *nxt[1]))
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            value = f.result(timeout)
-            if chunked:
-                yield from value
-            else:
-                yield value
-    finally:
-        for f in fs:
-            f.cancel()
+
+    def refill():
+        for fn, args in itertools.islice(calls, 1):
+            return executor.submit(fn, *args)
+        return None
+
+    return _yield(fs, deadline, False, chunked, refill)
 
 
 def _inputs(args, kwargs) -> list:
