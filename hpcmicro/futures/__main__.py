@@ -11,8 +11,10 @@ from __future__ import annotations
 import runpy
 import sys
 
-USAGE = ("usage: python -m hpcmicro.futures [--checkpoint FOLDER] <script.py | -m module | -c command> [args...]\n"
-         "  --checkpoint FOLDER  keep finished tasks' results there; a rerun does not compute them again")
+USAGE = ("usage: python -m hpcmicro.futures [--checkpoint FOLDER] [--task-timeout SECONDS] "
+         "<script.py | -m module | -c command> [args...]\n"
+         "  --checkpoint FOLDER       keep finished tasks' results there; a rerun does not compute them again\n"
+         "  --task-timeout SECONDS    a task running longer goes to another worker (as Runtime(task_timeout=))")
 
 
 def _target(argv: list) -> tuple[str, str, list]:
@@ -37,12 +39,19 @@ def _run(kind: str, what: str, name: str):
 
 def main(argv=None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--checkpoint"]:
+    settings: dict = {}
+    while args[:1] in (["--checkpoint"], ["--task-timeout"]):
         if len(args) < 2:
             raise SystemExit(USAGE)
-        import os
+        if args[0] == "--checkpoint":
+            import os
 
-        os.environ["HPCMICRO_FUTURES_CHECKPOINT"] = args[1]  # every executor's default
+            os.environ["HPCMICRO_FUTURES_CHECKPOINT"] = args[1]  # every executor's default
+        else:
+            try:
+                settings["task_timeout"] = float(args[1])
+            except ValueError:
+                raise SystemExit(f"--task-timeout needs a number of seconds, got {args[1]!r}\n{USAGE}") from None
         args = args[2:]
     kind, what, script_argv = _target(args)
     import hpcmicro as hm
@@ -51,7 +60,7 @@ def main(argv=None) -> None:
     from ._pool import Pool, serve
     from ._workers import release_workers, split_workers
 
-    rt = hm.Runtime().open()
+    rt = hm.Runtime(**settings).open()
     workers = split_workers(rt.comm)
     sys.argv = script_argv
     if rt.comm.size == 1:  # nothing to serve: executors run on threads of this process
@@ -65,7 +74,7 @@ def main(argv=None) -> None:
             _run(kind, what, "__main__")
         finally:
             _shared.pop("pool", None)
-            pool.close(wait=True)
+            pool.close(wait=True, fetch_kept=False)  # the program is over: nobody asks for a result now
             rt.close()
             release_workers(workers)
         return

@@ -14,19 +14,19 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from concurrent import futures as _cf
 
 from ._pool import Pool, loads
+from . import _values
 from ._store import ResultStore, identity
 from ._task import pack_call
+from ._values import RemoteValue
 from ._workers import release_workers, split_workers
 
 __all__ = ["MPIPoolExecutor", "MPICommExecutor", "DependencyError", "TaskFuture"]
 
 _ids = itertools.count(1)
-_NOT_DONE = ("PENDING", "RUNNING")  # concurrent.futures' states of a future that is not done
-
-PRUNE_EVERY = 4096
 
 # map(chunksize=1): how many chunks per worker it makes of the calls, at most MAX_AUTO_CHUNK calls each.
 CHUNKS_PER_WORKER = 16
@@ -44,6 +44,18 @@ class TaskFuture(_cf.Future):
     identity = b""
     _fn: object = None
     _number = 0
+    _ref = None  # the RemoteValue of a result kept on its worker (_values.py)
+    _values = None  # the ValueService to fetch it through
+    _inputs: list | None = None  # a dependent's input futures, held until it is done (their values must live)
+
+    def result(self, timeout=None):
+        value = super().result(timeout)
+        if type(value) is RemoteValue:  # kept on its worker: fetched the first time it is asked for
+            with self._condition:
+                value = self._result
+                if type(value) is RemoteValue:
+                    value = self._result = self._values.fetch(value)
+        return value
 
     @property
     def name(self) -> str:  # built when asked for (an error message): not once per submit
@@ -69,7 +81,9 @@ class _Executor(_cf.Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._broken: BaseException | None = None
-        self._pending: list = []  # futures of this executor, done ones pruned every PRUNE_EVERY submits
+        # Futures of this executor, for shutdown. Weak: a future not done is held by the pool (or _held) anyway,
+        # and a done one the program dropped must go, so that a result kept on a worker is freed there.
+        self._pending: weakref.WeakSet = weakref.WeakSet()
         self._held: set = set()  # of those, the ones waiting for their inputs
         self._count = itertools.count(1)
 
@@ -99,11 +113,8 @@ class _Executor(_cf.Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             future = TaskFuture()
             future._fn = fn
-            number = future._number = next(self._count)
-            pending = self._pending
-            pending.append(future)
-            if number % PRUNE_EVERY == 0:  # drop the done ones now and then (cheaper than a callback each)
-                pending[:] = [f for f in pending if f._state in _NOT_DONE]
+            future._number = next(self._count)
+            self._pending.add(future)
         inputs = _inputs(args, kwargs)
         if self._store is not None:
             try:
@@ -117,18 +128,11 @@ class _Executor(_cf.Executor):
             return future
         with self._lock:
             self._held.add(future)
-        waiting = {"left": len(inputs)}
-        wait_lock = threading.Lock()
-
-        def input_done(_):
-            with wait_lock:
-                waiting["left"] -= 1
-                if waiting["left"]:
-                    return
-            self._release(future, fn, args, kwargs, inputs)
-
+        future._inputs = inputs
+        future.add_done_callback(_drop_inputs)
+        waiting = _Waiting(self, future, fn, args, kwargs, inputs)
         for dep in inputs:
-            dep.add_done_callback(input_done)
+            dep.add_done_callback(waiting.input_done)
         return future
 
     def _release(self, future, fn, args, kwargs, inputs) -> None:
@@ -147,9 +151,20 @@ class _Executor(_cf.Executor):
                 error.__cause__ = exc
                 future.set_exception(error)
                 return
-        self._send(future, fn, _substitute_args(args), {k: _substitute(v) for k, v in kwargs.items()})
+        values = self._pool().values
+        refs: list = []
 
-    def _send(self, future, fn, args, kwargs) -> None:
+        def value_of(dep):  # a result kept on a worker goes as its reference: the dependent's worker fetches it
+            if dep._ref is not None and dep._values is values:
+                refs.append(dep._ref)
+                return dep._ref
+            return dep.result()
+
+        args = tuple(_substitute(a, value_of) for a in args)
+        kwargs = {k: _substitute(v, value_of) for k, v in kwargs.items()}
+        self._send(future, fn, args, kwargs, has_refs=bool(refs))
+
+    def _send(self, future, fn, args, kwargs, has_refs: bool = False) -> None:
         if future.done():  # cancelled
             return
         if self._store is not None:
@@ -158,7 +173,9 @@ class _Executor(_cf.Executor):
                 future.set_result(loads(stored))  # finished in an earlier run: not computed again
                 return
         try:
-            blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs, self._retries)
+            keep = None if self._store is not None else _values.KEEP_BYTES  # a checkpoint stores results on rank 0
+            blob = pack_call(self._id, self._initializer, self._initargs, fn, args, kwargs, self._retries,
+                             keep, has_refs)
         except BaseException as exc:  # noqa: BLE001  (an argument that cannot be pickled fails its future)
             future.set_exception(exc)
             return
@@ -212,7 +229,6 @@ class _Executor(_cf.Executor):
         with self._lock:
             self._shutdown = True
             pending = [f for f in self._pending if not f.done()]
-            self._pending = pending
         if cancel_futures:  # those not sent to a worker yet (held for their inputs, or in the master's pool)
             for future in pending:
                 future.cancel()
@@ -289,22 +305,43 @@ def _items(value):
     return ()
 
 
-def _substitute(value):
+def _substitute(value, value_of):
+    """``value`` with each future in it (as ``_items`` finds them) replaced by ``value_of(future)``."""
     if isinstance(value, TaskFuture):
-        return value.result()
+        return value_of(value)
     if isinstance(value, list):
-        return [v.result() if isinstance(v, TaskFuture) else v for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(v.result() if isinstance(v, TaskFuture) else v for v in value)
-    if isinstance(value, tuple):  # a named tuple keeps its type
-        return type(value)(*[v.result() if isinstance(v, TaskFuture) else v for v in value])
+        return [value_of(v) if isinstance(v, TaskFuture) else v for v in value]
+    if isinstance(value, tuple):
+        items = [value_of(v) if isinstance(v, TaskFuture) else v for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # a named tuple keeps its type
     if isinstance(value, dict):
-        return {k: v.result() if isinstance(v, TaskFuture) else v for k, v in value.items()}
+        return {k: value_of(v) if isinstance(v, TaskFuture) else v for k, v in value.items()}
     return value
 
 
-def _substitute_args(args) -> tuple:
-    return tuple(_substitute(a) for a in args)
+class _Waiting:
+    """A held task counting its inputs down; let go of the call once released. (The inputs' callbacks hold
+    this: a closure would keep every argument alive, and through them a whole DAG's futures, and the results
+    those keep on workers.)"""
+
+    def __init__(self, executor, future, fn, args, kwargs, inputs):
+        self.left = len(inputs)
+        self.lock = threading.Lock()
+        self.call: tuple | None = (executor, future, fn, args, kwargs, inputs)
+
+    def input_done(self, _) -> None:
+        with self.lock:
+            self.left -= 1
+            if self.left:
+                return
+            call, self.call = self.call, None
+        if call is not None:
+            executor, *rest = call
+            executor._release(*rest)
+
+
+def _drop_inputs(future) -> None:
+    future._inputs = None
 
 
 # -- MPIPoolExecutor ------------------------------------------------------------------------------
@@ -324,20 +361,28 @@ class MPIPoolExecutor(_Executor):
     ``wdir``, ``env``, ...) are accepted and ignored: there is no spawn.
     """
 
-    def __init__(self, max_workers=None, initializer=None, initargs=(), *, checkpoint=None, retries=0, **kwargs):
+    def __init__(self, max_workers=None, initializer=None, initargs=(), *, checkpoint=None, retries=0,
+                 task_timeout=None, **kwargs):
         super().__init__(initializer, initargs, checkpoint, retries)
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         self._max_workers = max_workers
+        self._task_timeout = _check_timeout(task_timeout)
         self._own: Pool | None = None  # a one-rank job's private pool
+        if _shared.get("pool") is not None:
+            self._pool()  # a task_timeout the shared pool does not have is refused here, not at the first submit
 
     def _pool(self) -> Pool:
         pool = _shared.get("pool")
         if pool is not None:
+            if self._task_timeout is not None and self._task_timeout != pool.rt.options.task_timeout:
+                raise ValueError(f"task_timeout={self._task_timeout} cannot differ from the shared pool's "
+                                 f"({pool.rt.options.task_timeout}): set it for every executor with "
+                                 "`python -m hpcmicro.futures --task-timeout SECONDS script.py`")
             return pool
         with _local_lock:
             if self._own is None:
-                self._own = _local_pool(self._max_workers)
+                self._own = _local_pool(self._max_workers, self._task_timeout)
             return self._own
 
     def _after_shutdown(self, wait: bool) -> None:
@@ -348,7 +393,15 @@ class MPIPoolExecutor(_Executor):
                 own.rt.close()
 
 
-def _local_pool(max_workers) -> Pool:
+def _check_timeout(task_timeout):
+    if task_timeout is None:
+        return None
+    if isinstance(task_timeout, bool) or not isinstance(task_timeout, (int, float)) or not task_timeout > 0:
+        raise ValueError(f"task_timeout must be a number of seconds > 0, or None, got {task_timeout!r}")
+    return float(task_timeout)
+
+
+def _local_pool(max_workers, task_timeout=None) -> Pool:
     from mpi4py import MPI
 
     import hpcmicro as hm
@@ -357,7 +410,7 @@ def _local_pool(max_workers) -> Pool:
         raise RuntimeError("MPIPoolExecutor in a job of several ranks needs the shared pool: run the script as "
                            "`mpiexec -n N python -m hpcmicro.futures script.py` (hpcmicro does not spawn processes)")
     workers = max_workers or os.cpu_count() or 1
-    rt = hm.Runtime(comm=MPI.COMM_SELF, inprocess_workers=workers).open()
+    rt = hm.Runtime(comm=MPI.COMM_SELF, inprocess_workers=workers, task_timeout=task_timeout).open()
     return Pool(rt)
 
 
@@ -371,7 +424,7 @@ class MPICommExecutor:
     ``if executor is not None:`` skips the body there), as in mpi4py.
     """
 
-    def __init__(self, comm=None, root=0, initializer=None, initargs=(), **kwargs):
+    def __init__(self, comm=None, root=0, initializer=None, initargs=(), *, task_timeout=None, **kwargs):
         from mpi4py import MPI
 
         comm = MPI.COMM_WORLD if comm is None else comm
@@ -381,6 +434,7 @@ class MPICommExecutor:
             raise ValueError(f"root must be a rank of the communicator, in [0, {comm.Get_size()}), got {root!r}")
         self._comm, self._root = comm, root
         self._initializer, self._initargs = initializer, tuple(initargs)
+        self._task_timeout = _check_timeout(task_timeout)  # every rank must pass the same, as every argument
         self._executor: _CommExecutor | None = None
         self._entered = False
 
@@ -395,7 +449,8 @@ class MPICommExecutor:
         comm = self._comm
         # The engine's master is rank 0: reorder so that ``root`` is.
         ordered = comm.Split(0, 0 if comm.Get_rank() == self._root else comm.Get_rank() + 1)
-        rt = hm.Runtime(comm=ordered, inprocess_workers=1).open()  # alone: one worker thread, as mpi4py has one
+        # alone: one worker thread, as mpi4py has one
+        rt = hm.Runtime(comm=ordered, inprocess_workers=1, task_timeout=self._task_timeout).open()
         workers = split_workers(rt.comm)
         if comm.Get_size() == 1 or comm.Get_rank() == self._root:
             self._executor = _CommExecutor(rt, ordered, workers, self._initializer, self._initargs)

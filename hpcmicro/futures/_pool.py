@@ -11,10 +11,12 @@ import io
 import pickle
 import sys
 import threading
+import weakref
 from concurrent.futures import BrokenExecutor, Future
 
 from ..driver.opencall import OpenCall, serve_open_call
-from ._task import BROKEN, CANCELLED_CALL, FAILED, OK, run_task
+from ._task import BROKEN, CANCELLED_CALL, FAILED, KEPT, OK, run_task
+from ._values import ValueService
 
 __all__ = ["Pool", "RemoteTraceback", "serve"]
 
@@ -39,6 +41,11 @@ class Pool:
         self._futures: dict[int, tuple] = {}  # task index -> (future, its executor)
         self.error: BaseException | None = None  # what ended the call early (a dead rank, preemption)
         self.ended = threading.Event()
+        # Large results stay on their workers (_values.py); a duplicate communicator carries them (collective:
+        # every worker's serve() makes its own).
+        self.values = ValueService(rt.comm.Dup()) if rt.comm.size > 1 else None
+        self._kept: weakref.WeakSet = weakref.WeakSet()  # futures whose result is still on a worker
+        self.worker_values: list = []  # each worker's value statistics, after a clean end
         self.call = OpenCall(rt, run_task, self._results, self._ended, on_dispatch=self._dispatched)
 
     @property
@@ -51,16 +58,31 @@ class Pool:
 
         ``executor`` hears of its task's end: ``_finished(future, result_bytes)``, ``_mark_broken(error)``."""
         futures = self._futures
+        if self.values is not None:
+            self.values.flush_frees()  # workers drop the kept values whose futures are gone
         with self._lock:
             if self.ended.is_set():
                 future.set_exception(self.error or BrokenExecutor("the executor's engine call has ended"))
                 return
             self.call.submit_one(blob, lambda index: futures.__setitem__(index, (future, executor)))
 
-    def close(self, wait: bool = True) -> None:
+    def close(self, wait: bool = True, fetch_kept: bool = True) -> None:
+        """End the call; ``fetch_kept``: results still kept on workers are fetched here first, so that
+        ``result()`` works after the pool is gone (not worth it when the program ends)."""
         self.call.close()
-        if wait:
-            self.call.join()
+        if not wait:
+            return
+        self.call.join()
+        values = self.values
+        if values is None:
+            return
+        if fetch_kept and self.error is None:
+            for future in list(self._kept):
+                try:
+                    future.result()
+                except BaseException:  # noqa: BLE001  (result() raises it again later)
+                    pass
+        self.worker_values = values.stop_workers(clean=self.error is None)
 
     @property
     def stats(self):
@@ -72,20 +94,37 @@ class Pool:
         with self._lock:
             owed = [self._futures.get(first + k) for k in range(len(payloads))]
         for k, entry in enumerate(owed):
-            if entry is not None and not entry[0].set_running_or_notify_cancel():
+            if entry is not None and not _start(entry[0]):
                 payloads[k] = CANCELLED_CALL
 
     def _results(self, first: int, values: list) -> None:
         with self._lock:
             owed = [self._futures.pop(first + k) for k in range(len(values))]
         for (future, executor), value in zip(owed, values):
-            if not future.cancelled():
+            if future.cancelled():
+                continue
+            if value[0] == KEPT:
+                self._resolve_kept(future, value[1])
+            else:
                 _resolve(future, value, executor)
+
+    def _resolve_kept(self, future, ref) -> None:
+        """The result stays on its worker: the future holds the reference, fetched on ``result()``."""
+        values = self.values
+        if values is None:  # cannot happen: workers keep values only in a pool that has a service
+            future.set_exception(RuntimeError("internal error: a kept result in a pool without workers"))
+            return
+        future._ref, future._values = ref, values
+        weakref.finalize(future, values.free, ref.owner, ref.key)
+        self._kept.add(future)
+        future.set_result(ref)
 
     def _ended(self, error) -> None:
         if isinstance(error, SystemExit):  # Preempted: say why the program is about to stop
             sys.stderr.write(f"hpcmicro.futures: {error}; every pending future raises it\n")
             sys.stderr.flush()
+        if error is not None and self.values is not None:
+            self.values.broken = error  # fetches from workers fail with it instead of waiting
         with self._lock:
             self.error = error
             self.ended.set()
@@ -146,4 +185,22 @@ def loads(data: bytes):
 
 def serve(rt):
     """A worker rank: run submitted tasks until rank 0 closes the call; returns the call's Outcome."""
-    return serve_open_call(rt, run_task)
+    values = ValueService(rt.comm.Dup())
+    values.start_serving()
+    outcome = None
+    try:
+        outcome = serve_open_call(rt, run_task)
+    finally:
+        values.finish(clean=outcome is not None and outcome.error is None)
+    return outcome
+
+
+def _start(future) -> bool:
+    """Mark ``future`` running; False if it was cancelled. A task sent again (its first try overran
+    ``task_timeout`` or its worker died) finds its future already running: it simply runs again."""
+    if future.running() or (future.done() and not future.cancelled()):
+        return True
+    if future.cancelled():
+        # cancelled after an earlier dispatch already notified it: never set_running twice
+        return future.set_running_or_notify_cancel() if future._state == "CANCELLED" else False
+    return future.set_running_or_notify_cancel()

@@ -7,6 +7,7 @@ its future's exception, not the end of the call.
 
 - ``(OK, bytes)``: the return value, pickled here (a value that cannot be
   pickled is that task's failure, named as such);
+- ``(KEPT, RemoteValue)``: the return value, large, kept on this worker (_values.py);
 - ``(FAILED, exc_bytes_or_None, traceback_text, exc_type_name, message)``;
 - ``(BROKEN, traceback_text)``: the executor's initializer raised on this worker.
 """
@@ -17,9 +18,11 @@ import pickle
 import time
 import traceback
 
-__all__ = ["OK", "FAILED", "BROKEN", "CANCELLED_CALL", "run_task", "pack_call"]
+from . import _values
 
-OK, FAILED, BROKEN, SKIPPED = 0, 1, 2, 3
+__all__ = ["OK", "FAILED", "BROKEN", "KEPT", "CANCELLED_CALL", "run_task", "pack_call"]
+
+OK, FAILED, BROKEN, SKIPPED, KEPT = 0, 1, 2, 3, 4
 CANCELLED_CALL = b""  # what a task cancelled before it left rank 0 carries instead: it runs nothing
 
 _initialized: set = set()  # the executors whose initializer ran in this process
@@ -36,12 +39,17 @@ _fn_bytes: dict = {}
 _fn_objects: dict = {}
 
 
-def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs, retries: int = 0) -> bytes:
-    """What ``submit`` sends (raises whatever pickling raises)."""
+def pack_call(executor_id: int, initializer, initargs, fn, args, kwargs, retries: int = 0,
+              keep_bytes: int | None = None, has_refs: bool = False) -> bytes:
+    """What ``submit`` sends (raises whatever pickling raises).
+
+    ``keep_bytes``: a result at least this large stays on its worker (None: always sent back);
+    ``has_refs``: some arguments are RemoteValues, to be fetched before the call."""
     init = (initializer, tuple(initargs)) if initializer is not None else None
     if retries:
         fn = _Retried(fn, retries)
-    return pickle.dumps((executor_id, init, _pickled_fn(fn), args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((executor_id, init, _pickled_fn(fn), args, kwargs, keep_bytes, has_refs),
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _pickled_fn(fn) -> bytes:
@@ -91,7 +99,7 @@ def run_task(blob: bytes):
     if blob == CANCELLED_CALL:
         return (SKIPPED,)
     try:
-        executor_id, init, fn_data, args, kwargs = pickle.loads(blob)
+        executor_id, init, fn_data, args, kwargs, keep_bytes, has_refs = pickle.loads(blob)
         fn = _unpickled_fn(fn_data)
     except BaseException as exc:  # noqa: BLE001  (e.g. a function the worker cannot import)
         return _failure(exc, "the call cannot be unpickled on the worker")
@@ -104,12 +112,18 @@ def run_task(blob: bytes):
             _broken[executor_id] = traceback.format_exc()
             return (BROKEN, _broken[executor_id])
         _initialized.add(executor_id)
+    if has_refs:
+        try:
+            args, kwargs = _values.resolve(args, kwargs)
+        except BaseException as exc:  # noqa: BLE001
+            return _failure(exc, "an input kept on another worker could not be fetched")
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001  (SystemExit in a task is that task's failure too)
         return _failure(exc)
     try:
-        return (OK, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        kept, data = _values.keep_or_pickle(value, keep_bytes)
+        return (KEPT if kept else OK, data)
     except BaseException as exc:  # noqa: BLE001
         return _failure(exc, f"the result ({type(value).__name__}) cannot be pickled to send back")
 

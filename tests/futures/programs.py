@@ -240,5 +240,85 @@ def preempt():
     report(never=True)
 
 
+BLOCK = 64 * 1024  # float64s: 512 KiB a block, kept on its worker above the 128 KiB threshold set below
+
+
+def make_block(seed):
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal(BLOCK)
+
+
+def blocks_sum(*blocks):
+    total = 0.0
+    for b in blocks:
+        b[0] = b[0]  # a writable copy, as a value fetched from another rank is (raises if it were read-only)
+        total += float(b.sum())
+    return total
+
+
+def listed_sum(items):
+    return blocks_sum(*[x for x in items if not isinstance(x, float)]) + sum(x for x in items if isinstance(x, float))
+
+
+def kept_values():
+    """Large results kept on their workers: dependents fetch them worker to worker, rank 0 only when asked."""
+    import gc
+
+    from mpi4py import MPI
+
+    from hpcmicro.futures import _values
+
+    _values.KEEP_BYTES = 128 * 1024
+    comm = MPI.COMM_WORLD
+    out: dict = {}
+    with MPICommExecutor(comm, root=0) as ex:
+        if ex is not None:
+            pool = ex._pool()
+            blocks = [ex.submit(make_block, s) for s in range(8)]
+            pairs = [ex.submit(blocks_sum, blocks[i], blocks[(i + 1) % 8]) for i in range(8)]
+            listed = ex.submit(listed_sum, [blocks[0], blocks[3], 5.0])
+            out["pairs"] = [f.result() for f in pairs]
+            out["listed"] = listed.result()
+            out["fetched_sum"] = float(blocks[2].result().sum())  # fetched to rank 0 on demand
+            out["kept_type"] = type(blocks[4]._result).__name__  # still on its worker: nobody asked
+            last = blocks[5]  # kept past the block: fetched at shutdown, so that result() still works
+            del blocks, pairs, listed
+            gc.collect()
+            out["after_free"] = ex.submit(square, 3).result()  # frees of the gone futures go out with it
+    if comm.Get_rank() == 0:
+        out["last_sum"] = float(last.result().sum())
+        out["root"] = dict(pool.values.stats)
+        out["workers"] = pool.worker_values
+        report(**out)
+
+
+def hang_once(folder, i):
+    """Task 3's first attempt hangs for 4 s; any later attempt (on another worker) returns at once."""
+    marker = os.path.join(folder, f"hung-{i}")
+    if i == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(4.0)
+        return -1  # a late result: must be discarded
+    return i * 10
+
+
+def timed_out():
+    """Tasks under a task_timeout of 0.5 s (set by the launcher, or on the executor in one process)."""
+    folder = sys.argv[2]
+    kwargs = {} if "--shared" in sys.argv else {"task_timeout": 0.5, "max_workers": 2}
+    t = time.monotonic()
+    with MPIPoolExecutor(**kwargs) as ex:
+        values = [f.result() for f in [ex.submit(hang_once, folder, i) for i in range(8)]]
+        seconds = time.monotonic() - t
+        after = ex.submit(square, 5).result()  # the pool goes on with the workers left
+    try:
+        MPIPoolExecutor(task_timeout=0)
+        bad = None
+    except ValueError as exc:
+        bad = str(exc)
+    report(values=values, seconds=seconds, after=after, bad=bad)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()

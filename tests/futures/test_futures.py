@@ -158,3 +158,42 @@ def test_importing_hpcmicro_futures_does_not_initialize_mpi():
 def test_the_launcher_explains_its_usage():
     out = subprocess.run([sys.executable, "-m", "hpcmicro.futures"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "usage: python -m hpcmicro.futures" in out.stderr
+
+
+@pytest.mark.parametrize("ranks", [3, 4])
+def test_large_results_move_worker_to_worker_and_are_freed_when_their_futures_go(ranks):
+    import numpy as np
+
+    job = run_command([mpiexec(), "-n", str(ranks), sys.executable, str(PROGRAMS), "kept_values"], timeout=120)
+    assert job.returncode == 0, str(job)
+    r = job.report()
+    blocks = [np.random.default_rng(s).standard_normal(64 * 1024) for s in range(8)]
+    assert r["pairs"] == [float(blocks[i].sum()) + float(blocks[(i + 1) % 8].sum()) for i in range(8)]
+    assert r["listed"] == float(blocks[0].sum()) + float(blocks[3].sum()) + 5.0
+    assert r["fetched_sum"] == float(blocks[2].sum())
+    assert r["last_sum"] == float(blocks[5].sum())  # fetched at the executor's shutdown, readable after it
+    assert r["kept_type"] == "RemoteValue" and r["after_free"] == 9
+    workers, root = r["workers"], r["root"]
+    assert len(workers) == ranks - 1
+    assert sum(w["kept"] for w in workers) == 8
+    # 18 inputs of dependents (8 pairs of blocks, 2 in the list), every one worker to worker or local:
+    assert sum(w["served_to_workers"] + w["local"] for w in workers) == 18
+    assert sum(w["served_to_root"] for w in workers) == root["fetched"] == 2  # block 2 when asked, block 5 at the end
+    assert sum(w["held"] for w in workers) == 1  # only block 5's future is still alive; the others were freed
+    assert sum(w["freed"] for w in workers) == 7
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_task_that_overruns_task_timeout_runs_again_on_another_worker(mode, tmp_path):
+    if mode == "inprocess":
+        argv = [sys.executable, str(PROGRAMS), "timed_out", str(tmp_path)]
+    else:
+        argv = [mpiexec(), "-n", "3", sys.executable, "-m", "hpcmicro.futures", "--task-timeout", "0.5",
+                str(PROGRAMS), "timed_out", str(tmp_path), "--shared"]
+    job = run_command(argv, timeout=120)
+    assert job.returncode == 0, str(job)
+    r = job.report()
+    assert r["values"] == [i * 10 for i in range(8)]  # task 3 from its second attempt, not the hung one's -1
+    assert r["seconds"] < 3.5  # not held up by the 4 s hang
+    assert r["after"] == 25
+    assert "task_timeout must be a number of seconds > 0" in r["bad"]
