@@ -15,12 +15,13 @@ from concurrent.futures import (
 
 from ._executor import DependencyError, MPICommExecutor, MPIPoolExecutor, TaskFuture
 from ._pool import RemoteTraceback
+from ._values import ValueLost
 from ._workers import get_comm_workers
 
 __all__ = [
     "MPIPoolExecutor", "MPICommExecutor", "as_completed", "wait", "get_comm_workers",
     "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
-    "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "BrokenExecutor", "CancelledError", "TimeoutError",
+    "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "ValueLost", "BrokenExecutor", "CancelledError", "TimeoutError",
     # re-exported from concurrent.futures, as mpi4py.futures does
     "Executor", "InvalidStateError", "ThreadPoolExecutor", "ProcessPoolExecutor",
 ]
