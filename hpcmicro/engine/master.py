@@ -35,6 +35,7 @@ overlaps a snapshot round (it waits for the round to end).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from ..constants import MASTER
@@ -145,6 +146,22 @@ class Master:
         self._next_sample: float | None = None
         self._wanting: set = set()  # ranks whose last report asked for work (LOW/IDLE)
         self._hung: set = set()  # ranks whose task overran and that are not retired yet
+        # Kept as reports come, so that no event costs a scan of every worker (with 10**4 workers such
+        # scans were most of the master's time: docs/scale.md): the ranks that could be steal victims,
+        # and the sums behind _share and _mean_task_s (over workers not retired; ``_slow`` counts those
+        # with no measured task time yet).
+        self._order = {r: i for i, r in enumerate(self.workers)}
+        self._rich: set = set()  # ranks with queued >= policy.min_victim_queued
+        # With no pool, a thief is tried again only when it reports or when some worker's queued work
+        # grew: nothing else can turn a failed steal into a possible one (_serve_wanting).
+        self._fresh_thieves: set = set()
+        self._victims_grew = False
+        self._queued_total = 0
+        self._capacity_sum = float(sum(capacities))
+        self._speed_sum = 0.0  # sum of capacity / mean_task_s over measured workers
+        self._unmeasured = len(self.workers)
+        self._done_total = 0
+        self._weighted_s = 0.0  # sum of mean_task_s * done
         # snapshot rounds
         self.preempt_signal = 0
         self.drain_deadline: float | None = None
@@ -199,6 +216,7 @@ class Master:
             else:  # known to be idle and wanting: it need not say so (WorkerProtocol starts as IDLE)
                 w.state = State.IDLE
                 self._wanting.add(w.rank)
+                self._fresh_thieves.add(w.rank)
 
     def _submit(self, runs) -> None:
         if not self.open:
@@ -223,18 +241,33 @@ class Master:
         w = self.workers[source]
         w.state = rep.state
         w.seq_seen = rep.seq_seen
-        w.queued = rep.queued
-        if rep.mean_task_s:
+        work_before = w.queued_work
+        self._set_queued(w, rep.queued)
+        self._weighted_s -= w.mean_task_s * w.done
+        if rep.mean_task_s and rep.mean_task_s != w.mean_task_s:
+            if not w.retired:
+                if w.mean_task_s:
+                    self._speed_sum -= w.capacity / w.mean_task_s
+                else:
+                    self._unmeasured -= 1
+                self._speed_sum += w.capacity / rep.mean_task_s
             w.mean_task_s = rep.mean_task_s
         w.aborted = rep.aborted
         w.done += rep.done
+        self._done_total += rep.done
+        self._weighted_s += w.mean_task_s * w.done
+        if w.queued_work > work_before:
+            self._victims_grew = True
         self.finished += rep.done
         self.created += rep.spawned
         for victim in rep.acks:
             if w.awaiting_from == victim:
                 w.awaiting_from = None
-        if rep.state in State.WANTING and not w.retired:
+        # An unsettled worker (tasks or a steal answer on their way to it) cannot be served until it
+        # reports again, which it will once they arrive: keeping it out saves every later event a look.
+        if rep.state in State.WANTING and not w.retired and w.settled:
             self._wanting.add(source)
+            self._fresh_thieves.add(source)
         else:
             self._wanting.discard(source)
         out: list = []
@@ -314,6 +347,8 @@ class Master:
     def _finished(self) -> bool:
         if self.snapshot_waiting is not None or (self.open and not self.aborting and not self.preempt_signal):
             return False
+        if not (self.aborting or self.preempt_signal) and (self.finished != self.created or self.pool):
+            return False  # the cheap test first: what follows looks at every worker
         active = [w for w in self.workers.values() if not w.retired]
         if self.preempt_signal and not self.aborting:
             return self.final_cut_taken and all(w.settled for w in active)
@@ -327,11 +362,16 @@ class Master:
     def _serve_wanting(self, out) -> None:
         if not self._wanting:
             return
+        thieves = self._wanting
         if not self.pool:  # only steals could serve them: none while no queue is long enough to give
-            floor = self.policy.min_victim_queued
-            if not any(v.queued >= floor and v.active for v in self.workers.values()):
+            workers = self.workers
+            if not any(workers[r].active for r in self._rich):
                 return  # (without this, every event at a call's idle end costs W x W victim checks)
-        for rank in sorted(self._wanting):  # sorted: the same decisions on every run
+            if not self._victims_grew:  # those tried before would fail again: only the new ones
+                thieves = self._fresh_thieves & self._wanting
+        self._victims_grew = False
+        self._fresh_thieves = set()
+        for rank in sorted(thieves):  # sorted: the same decisions on every run
             w = self.workers[rank]
             if w.settled and w.state in State.WANTING and not w.retired:
                 self._serve(w, out)
@@ -345,7 +385,8 @@ class Master:
                 self._note("chunk", worker=w.rank, tasks=k, pool_left=len(self.pool),
                            asked="idle" if w.state == State.IDLE else "low")
             return
-        victim = self.policy.pick_victim(w, self.workers.values())
+        # Only workers holding enough to give can be victims: the others' order and ties do not matter.
+        victim = self.policy.pick_victim(w, [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)])
         if victim is not None:
             k = self.policy.steal_size(victim.queued)
             w.awaiting_from = victim.rank
@@ -354,7 +395,7 @@ class Master:
             self._note("steal", thief=w.rank, victim=victim.rank, tasks=k, victim_queued=victim.queued,
                        victim_work_s=round(victim.queued_work, 6),
                        asked="idle" if w.state == State.IDLE else "low")
-            victim.queued -= k
+            self._set_queued(victim, victim.queued - k)
             out.append(SendSteal(victim.rank, w.rank))
 
     def _share(self, w: WorkerView) -> float:
@@ -364,18 +405,20 @@ class Master:
         (or faster nodes) get proportionally more once they have run a few
         tasks; before that, the capacity weights alone decide.
         """
-        views = [v for v in self.workers.values() if not v.retired]
-        if all(v.mean_task_s > 0 for v in views):
-            weight = {v.rank: v.capacity / v.mean_task_s for v in views}
-        else:
-            weight = {v.rank: v.capacity for v in views}
-        return weight[w.rank] / sum(weight.values())
+        if self._unmeasured == 0 and self._speed_sum > 0:
+            return (w.capacity / w.mean_task_s) / self._speed_sum
+        return w.capacity / self._capacity_sum
 
     def _mean_task_s(self) -> float:
-        done = sum(w.done for w in self.workers.values())
-        if not done:
-            return 0.0
-        return sum(w.mean_task_s * w.done for w in self.workers.values()) / done
+        return self._weighted_s / self._done_total if self._done_total else 0.0
+
+    def _set_queued(self, w: WorkerView, queued: int) -> None:
+        self._queued_total += queued - w.queued
+        w.queued = queued
+        if queued >= self.policy.min_victim_queued:
+            self._rich.add(w.rank)
+        else:
+            self._rich.discard(w.rank)
 
     # -- hung workers ----------------------------------------------------------------
     def _retire_hung(self, out) -> None:
@@ -394,7 +437,12 @@ class Master:
         """A retired worker's tasks return to the pool, its finished reduction blocks to the tree."""
         w.retired = True
         w.retiring = False
-        w.queued = 0
+        self._set_queued(w, 0)
+        self._capacity_sum -= w.capacity
+        if w.mean_task_s:
+            self._speed_sum -= w.capacity / w.mean_task_s
+        else:
+            self._unmeasured -= 1
         entries, tree_part = handback
         for e in entries:
             self.pool.push(e)
@@ -498,7 +546,7 @@ class Master:
         samples = self.queue_samples
         if len(samples) >= MAX_SAMPLES:
             del samples[1::2]  # keep the whole run at half the resolution
-        samples.append((round(now, 4), len(self.pool), sum(w.queued for w in self.workers.values())))
+        samples.append((round(now, 4), len(self.pool), self._queued_total))
 
     # -- invariants ------------------------------------------------------------------
     def validate(self) -> None:
@@ -523,6 +571,21 @@ class Master:
                 assert self.created == self.finished and not self.pool
         if self.tree is not None:
             _validate_tree(self.tree)
+        self._validate_sums()
+
+    def _validate_sums(self) -> None:
+        views = self.workers.values()
+        live = [v for v in views if not v.retired]
+        floor = self.policy.min_victim_queued
+        assert self._rich == {v.rank for v in views if v.queued >= floor}, "victim set drifted"
+        assert self._queued_total == sum(v.queued for v in views), "queued total drifted"
+        assert self._unmeasured == sum(1 for v in live if not v.mean_task_s), "unmeasured count drifted"
+        assert self._done_total == sum(v.done for v in views)
+        close = math.isclose
+        assert close(self._capacity_sum, sum(v.capacity for v in live), rel_tol=1e-9, abs_tol=1e-9)
+        assert close(self._speed_sum, sum(v.capacity / v.mean_task_s for v in live if v.mean_task_s),
+                     rel_tol=1e-6, abs_tol=1e-9), "speed sum drifted"
+        assert close(self._weighted_s, sum(v.mean_task_s * v.done for v in views), rel_tol=1e-6, abs_tol=1e-9)
 
 
 def _validate_tree(tree: PartialTree) -> None:

@@ -21,7 +21,8 @@ from ._workers import get_comm_workers
 __all__ = [
     "MPIPoolExecutor", "MPICommExecutor", "as_completed", "wait", "get_comm_workers",
     "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
-    "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "ValueLost", "BrokenExecutor", "CancelledError", "TimeoutError",
+    "Future", "TaskFuture", "DependencyError", "RemoteTraceback", "ValueLost", "BrokenExecutor", "CancelledError",
+    "TimeoutError",
     # re-exported from concurrent.futures, as mpi4py.futures does
     "Executor", "InvalidStateError", "ThreadPoolExecutor", "ProcessPoolExecutor",
 ]

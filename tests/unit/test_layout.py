@@ -66,3 +66,15 @@ def test_the_import_checker_sees_lazy_imports(tmp_path):
     fake.write_text("def f():\n    from ..mpi import signals\n    import h5py\n")
     found = imported_modules(fake, package="hpcmicro.engine")
     assert "hpcmicro.mpi.signals" in found and "h5py" in found
+
+
+def test_the_simulator_runs_the_engine_without_mpi_drivers_or_transports():
+    # It must drive the protocol machines itself, as the MPI driver does, on simulated time.
+    forbidden = ("mpi4py", "h5py", "cupy", "hpcmicro.mpi", "hpcmicro.io", "hpcmicro.driver", "hpcmicro.transport",
+                 "hpcmicro.runtime", "threading")
+    offenders = {}
+    for path in sorted((PACKAGE / "sim").glob("*.py")):
+        bad = {m for m in imported_modules(path) if any(m == f or m.startswith(f + ".") for f in forbidden)}
+        if bad:
+            offenders[path.name] = sorted(bad)
+    assert not offenders, offenders
