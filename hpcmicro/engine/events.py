@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "Tag", "State", "Report", "Stop",
     # master events
-    "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt", "Submit", "Close",
+    "Start", "WorkerReport", "Tick", "CheckpointDue", "Preempt", "Submit", "Close", "Abort",
     # worker events
     "TasksArrived", "StealAsked", "SnapshotAsked", "DrainAsked", "AbortAsked", "RetireAsked", "StopAsked",
     "TaskRan", "Signalled", "ResultUnsendable",
@@ -109,6 +109,14 @@ class Submit:
 class Close:
     """An open-ended call takes no more tasks: it ends once those it has are done."""
 
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """The call fails from outside (a group master told by the top master): abort every worker."""
+
+    error: dict
     now: float
 
 

@@ -42,7 +42,7 @@ from ..constants import MASTER
 from .combine import CombineError, PartialTree
 from .cut import CallState
 from .events import (
-    CheckpointDue, Close, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal,
+    Abort, CheckpointDue, Close, CutReady, Preempt, Report, SendAbort, SendDrain, SendRetire, SendSnapshot, SendSteal,
     SendStop, SendTasks, Start, State, Stop, Submit, Tick, WorkerReport,
 )
 from .taskqueue import TaskQueue
@@ -109,11 +109,14 @@ class Master:
 
     def __init__(self, runs, policy, worker_ranks, capacities, mode, op=None, n_roots=0,
                  resume: CallState | None = None, payload_runs=None, preempt_grace_s: float = 10.0,
-                 open_ended: bool = False):
+                 open_ended: bool = False, subordinate: bool = False):
         self.policy = policy
         # Open-ended (hpcmicro.futures): root tasks keep coming (Submit) until Close; results are taken
         # from ``segments`` as they arrive, by the driver.
         self.open = open_ended
+        # A group master's inner Master (engine/group.py): the call's end is decided above it, so it
+        # never ends by itself (not even on abort) and sends no STOP of its own.
+        self.subordinate = subordinate
         self.mode = mode
         self.n_roots = n_roots
         self.workers = {r: WorkerView(r, c) for r, c in zip(worker_ranks, capacities)}
@@ -145,6 +148,7 @@ class Master:
         self.now = 0.0  # the latest time an event brought
         self._next_sample: float | None = None
         self._wanting: set = set()  # ranks whose last report asked for work (LOW/IDLE)
+        self._idle: set = set()  # ranks idle and settled (WorkerView.idle), not retired
         self._hung: set = set()  # ranks whose task overran and that are not retired yet
         # Kept as reports come, so that no event costs a scan of every worker (with 10**4 workers such
         # scans were most of the master's time: docs/scale.md): the ranks that could be steal victims,
@@ -160,6 +164,7 @@ class Master:
         self._capacity_sum = float(sum(capacities))
         self._speed_sum = 0.0  # sum of capacity / mean_task_s over measured workers
         self._unmeasured = len(self.workers)
+        self._live = len(self.workers)  # not retired
         self._done_total = 0
         self._weighted_s = 0.0  # sum of mean_task_s * done
         # snapshot rounds
@@ -193,6 +198,9 @@ class Master:
             self._submit(event.runs)
         elif kind is Close:
             self.open = False
+        elif kind is Abort:
+            if not (self.aborting or self.done):
+                self._abort(event.error, out)
         else:
             raise TypeError(f"master: unknown event {event!r}")
         self._advance(out)
@@ -216,6 +224,7 @@ class Master:
             else:  # known to be idle and wanting: it need not say so (WorkerProtocol starts as IDLE)
                 w.state = State.IDLE
                 self._wanting.add(w.rank)
+                self._idle.add(w.rank)
                 self._fresh_thieves.add(w.rank)
 
     def _submit(self, runs) -> None:
@@ -231,6 +240,7 @@ class Master:
         w.sent_seq += 1
         w.state = State.BUSY
         self._wanting.discard(w.rank)
+        self._idle.discard(w.rank)
         return SendTasks(w.rank, w.sent_seq, [e.packed() for e in entries])
 
     def _on_report(self, event: WorkerReport) -> list:
@@ -270,6 +280,10 @@ class Master:
             self._fresh_thieves.add(source)
         else:
             self._wanting.discard(source)
+        if w.idle and not w.retired:
+            self._idle.add(source)
+        else:
+            self._idle.discard(source)
         out: list = []
         if self.aborting:
             pass  # results of an aborted call go nowhere; snapshots and hand-backs too
@@ -311,7 +325,6 @@ class Master:
         self.error = error
         self.aborting = True
         self.pool.clear()
-        self._wanting.clear()
         # A snapshot round under way can never complete now: drop it.
         self._want_round = self._round = None
         self.snapshot_waiting = None
@@ -345,17 +358,17 @@ class Master:
             self.failed.extend(failed)
 
     def _finished(self) -> bool:
-        if self.snapshot_waiting is not None or (self.open and not self.aborting and not self.preempt_signal):
+        if self.subordinate or self.snapshot_waiting is not None or (
+                self.open and not self.aborting and not self.preempt_signal):
             return False
         if not (self.aborting or self.preempt_signal) and (self.finished != self.created or self.pool):
-            return False  # the cheap test first: what follows looks at every worker
-        active = [w for w in self.workers.values() if not w.retired]
+            return False  # the cheap test first
         if self.preempt_signal and not self.aborting:
-            return self.final_cut_taken and all(w.settled for w in active)
-        if not all(w.idle for w in active):
+            return self.final_cut_taken and all(w.settled for w in self.workers.values() if not w.retired)
+        if len(self._idle) != self._live:
             return False
         if self.aborting:
-            return all(w.aborted for w in active)
+            return self.all_aborted()
         return self.finished == self.created and not self.pool
 
     # -- serving work ----------------------------------------------------------------
@@ -363,40 +376,105 @@ class Master:
         if not self._wanting:
             return
         thieves = self._wanting
-        if not self.pool:  # only steals could serve them: none while no queue is long enough to give
-            workers = self.workers
+        workers = self.workers
+        stealing = not self.pool
+        if stealing:  # only steals could serve them: none while no queue is long enough to give
             if not any(workers[r].active for r in self._rich):
                 return  # (without this, every event at a call's idle end costs W x W victim checks)
             if not self._victims_grew:  # those tried before would fail again: only the new ones
                 thieves = self._fresh_thieves & self._wanting
         self._victims_grew = False
         self._fresh_thieves = set()
-        for rank in sorted(thieves):  # sorted: the same decisions on every run
-            w = self.workers[rank]
+        if stealing:
+            # The least demanding thief first (IDLE before LOW, then less queued work of its own): once
+            # one finds no victim, no later one can (policies pick victims monotonically: a thief that
+            # asks for less never fails where one asking more succeeds), and victims only shrink here.
+            # Without this, every report at a call's end tries every thief against every victim.
+            order = sorted(thieves, key=lambda r: (workers[r].state != State.IDLE, workers[r].queued_work, r))
+        else:
+            order = sorted(thieves)  # the same decisions on every run
+        for rank in order:
+            w = workers[rank]
             if w.settled and w.state in State.WANTING and not w.retired:
-                self._serve(w, out)
+                if not self._serve(w, out) and stealing:
+                    break
 
-    def _serve(self, w: WorkerView, out) -> None:
-        """Answer a LOW/IDLE worker from the pool, else by brokering a steal."""
+    def _serve(self, w: WorkerView, out) -> bool:
+        """Answer a LOW/IDLE worker from the pool, else by brokering a steal; whether it was served."""
         if self.pool:
-            k = self.policy.chunk(len(self.pool), self._share(w), self._mean_task_s())
+            k = self.policy.chunk(len(self.pool), self._share(w), self._mean_task_s(), w.capacity)
             if k > 0:
                 out.append(self._give(w, self.pool.take_front(k)))
                 self._note("chunk", worker=w.rank, tasks=k, pool_left=len(self.pool),
                            asked="idle" if w.state == State.IDLE else "low")
-            return
-        # Only workers holding enough to give can be victims: the others' order and ties do not matter.
-        victim = self.policy.pick_victim(w, [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)])
-        if victim is not None:
-            k = self.policy.steal_size(victim.queued)
-            w.awaiting_from = victim.rank
-            self._wanting.discard(w.rank)
-            self.steals_brokered += 1
-            self._note("steal", thief=w.rank, victim=victim.rank, tasks=k, victim_queued=victim.queued,
-                       victim_work_s=round(victim.queued_work, 6),
-                       asked="idle" if w.state == State.IDLE else "low")
-            self._set_queued(victim, victim.queued - k)
-            out.append(SendSteal(victim.rank, w.rank))
+                return True
+            return False
+        victim = self.policy.pick_victim(w, self._victims())
+        if victim is None:
+            return False
+        k = self.policy.steal_size(victim.queued)
+        w.awaiting_from = victim.rank
+        self._wanting.discard(w.rank)
+        self._idle.discard(w.rank)
+        self.steals_brokered += 1
+        self._note("steal", thief=w.rank, victim=victim.rank, tasks=k, victim_queued=victim.queued,
+                   victim_work_s=round(victim.queued_work, 6), asked="idle" if w.state == State.IDLE else "low")
+        self._set_queued(victim, victim.queued - k)
+        out.append(SendSteal(victim.rank, w.rank))
+        return True
+
+    # -- for a group master (engine/group.py), which runs a Master for its members ---------------
+    def steal_for(self, thief: int) -> SendSteal | None:
+        """Broker a steal for a thief outside this master's workers (another group): the
+        instruction for the victim, or None when no worker holds enough to give."""
+        if self.aborting or self.pausing or self.done:
+            return None
+        outsider = WorkerView(thief, 0.0)
+        outsider.state = State.IDLE
+        victim = self.policy.pick_victim(outsider, self._victims())
+        if victim is None:
+            return None
+        k = self.policy.steal_size(victim.queued)
+        self.steals_brokered += 1
+        self._note("steal", thief=thief, victim=victim.rank, tasks=k, victim_queued=victim.queued, asked="outside")
+        self._set_queued(victim, victim.queued - k)
+        return SendSteal(victim.rank, thief)
+
+    def take_results(self) -> tuple[list, list]:
+        """The map results and failed tasks that arrived since the last call (the caller's now)."""
+        segments, self.segments = self.segments, []
+        failed, self.failed = self.failed, []
+        return segments, failed
+
+    def give_from_pool(self, k: int) -> list:
+        """About k tasks from the pool's back (the work it would hand out last), packed for sending."""
+        return [e.packed() for e in self.pool.take_back(k)]
+
+    @property
+    def queued_at_workers(self) -> int:
+        """Tasks waiting in the workers' queues, as their latest reports (and steals brokered) say."""
+        return self._queued_total
+
+    @property
+    def mean_task_s(self) -> float:
+        """Mean task time over every task reported (0.0 before any)."""
+        return self._mean_task_s()
+
+    @property
+    def live_workers(self) -> int:
+        """Workers not retired."""
+        return self._live
+
+    def all_idle(self) -> bool:
+        """Every worker not retired is idle, with nothing addressed to it in flight."""
+        return len(self._idle) == self._live
+
+    def all_aborted(self) -> bool:
+        return all(w.aborted for w in self.workers.values() if not w.retired)
+
+    def _victims(self) -> list:
+        """Only workers holding enough to give can be victims: the others' order and ties do not matter."""
+        return [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)]
 
     def _share(self, w: WorkerView) -> float:
         """w's fraction of the pool's next hand-outs: capacity times measured speed.
@@ -430,6 +508,7 @@ class Master:
             w.retiring = True
             self._hung.discard(rank)
             self._wanting.discard(rank)
+            self._idle.discard(rank)
             self._note("retire", worker=rank, why="task overran task_timeout")
             out.append(SendRetire(rank))
 
@@ -437,6 +516,8 @@ class Master:
         """A retired worker's tasks return to the pool, its finished reduction blocks to the tree."""
         w.retired = True
         w.retiring = False
+        self._live -= 1
+        self._idle.discard(w.rank)
         self._set_queued(w, 0)
         self._capacity_sum -= w.capacity
         if w.mean_task_s:
@@ -551,7 +632,10 @@ class Master:
     # -- invariants ------------------------------------------------------------------
     def validate(self) -> None:
         """Raise AssertionError if the master's books are inconsistent (tests call it after every event)."""
-        assert self.created >= self.finished >= 0, (self.created, self.finished)
+        # Not created >= finished: a victim may give away children of the task it is running before its
+        # report counts them, and the thief's report of one finished may come first. Termination does not
+        # rest on it: the victim is busy until it reports them.
+        assert self.created >= 0 and self.finished >= 0, (self.created, self.finished)
         assert len(self.pool) == sum(len(e) for e in self.pool.entries()), "pool count drifted"
         if self.pool.entries():
             keys = [e.key for e in self.pool.entries()]
@@ -580,6 +664,8 @@ class Master:
         assert self._rich == {v.rank for v in views if v.queued >= floor}, "victim set drifted"
         assert self._queued_total == sum(v.queued for v in views), "queued total drifted"
         assert self._unmeasured == sum(1 for v in live if not v.mean_task_s), "unmeasured count drifted"
+        assert self._live == len(live), "live count drifted"
+        assert self._idle == {v.rank for v in live if v.idle}, "idle set drifted"
         assert self._done_total == sum(v.done for v in views)
         close = math.isclose
         assert close(self._capacity_sum, sum(v.capacity for v in live), rel_tol=1e-9, abs_tol=1e-9)

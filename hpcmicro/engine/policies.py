@@ -85,13 +85,16 @@ class Policy:
     def seed(self, pool, capacities) -> list[list]:
         raise NotImplementedError
 
-    def chunk(self, pool: int, share: float, mean_task_s: float) -> int:
+    def chunk(self, pool: int, share: float, mean_task_s: float, capacity: float = 1.0) -> int:
         raise NotImplementedError
 
     # The fewest queued tasks a victim may have (pick_victim never picks one with fewer).
     min_victim_queued: float = math.inf
 
     def pick_victim(self, thief, views):
+        """The view to steal from for ``thief``, or None. It must be monotone: a thief that asks for
+        less (IDLE rather than LOW, less queued work of its own) never gets None where one asking
+        more gets a victim. The master stops trying thieves at the first None (master._serve_wanting)."""
         return None
 
     def steal_size(self, queued: int) -> int:
@@ -111,7 +114,7 @@ class StaticPolicy(Policy):
         entries = sorted(pool.take_all(), key=lambda e: e.key[1])  # id order, whatever the priorities
         return split_in_order(entries, proportional_split(sum(len(e) for e in entries), capacities))
 
-    def chunk(self, pool, share, mean_task_s):
+    def chunk(self, pool, share, mean_task_s, capacity=1.0):
         return max(1, min(pool, math.ceil(pool * share)))  # only handed-back work is ever in the pool
 
 
@@ -144,10 +147,13 @@ class StealPolicy(Policy):
         counts = proportional_split(n, capacities)
         return [pool.take_front(k) if k else [] for k in counts]
 
-    def chunk(self, pool, share, mean_task_s):
+    def chunk(self, pool, share, mean_task_s, capacity=1.0):
         k = math.ceil(pool * share / 2)
         if mean_task_s > 0:
             k = min(k, max(self.MIN_CHUNK, int(self.batch_seconds / mean_task_s)))
+        # Never less than MIN_CHUNK per unit of capacity: a group master of n workers (capacity n)
+        # asking for fewer than n tasks would be back at once, and the top's requests are its load.
+        k = max(k, math.ceil(self.MIN_CHUNK * capacity)) if capacity > 1 else k
         return max(1, min(k, pool))
 
     def pick_victim(self, thief, views):

@@ -26,6 +26,7 @@ every ``tick_s`` while it is idle.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import pickle
 import time
@@ -35,6 +36,7 @@ from operator import add
 from ..engine.combine import merge_parts
 from ..engine.events import Start, Tag, TaskRan, Tick, WorkerReport, worker_event
 from ..engine.executor import Executor
+from ..engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
 from ..engine.master import Master
 from ..engine.policies import get_policy
 from ..engine.tasks import TaskSource
@@ -67,6 +69,10 @@ class SimResult:
     max_queued: int  # largest sum of worker queues sampled
     wall_s: float  # how long the simulation itself took
     costs: Costs = field(default_factory=Costs)
+    groups: int = 0  # group masters (0: one master serves every worker)
+    group_utilization: float = 0.0  # the busiest group master's busy time / makespan
+    group_events: int = 0
+    master_handle_s: float = 0.0  # the part of master_busy_s spent deciding (the rest: sending)
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "costs"}
@@ -75,27 +81,58 @@ class SimResult:
 
 
 def simulate(workload: Workload, workers: int, costs: Costs | None = None, policy: str = "steal",
-             max_events: int | None = None, validate: bool = False) -> SimResult:
-    """Run ``workload`` as one ``map_reduce(op=sum)`` on ``workers`` simulated workers."""
+             max_events: int | None = None, validate: bool = False, group_size: int | None = None) -> SimResult:
+    """Run ``workload`` as one ``map_reduce(op=sum)`` on ``workers`` simulated workers.
+
+    ``group_size``: schedule in two levels, a group master (a rank of its own) for every
+    ``group_size`` workers under the top master (engine/group.py); None: one master.
+    """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
-    costs = costs or Costs()
+    # The collector's pauses (up to 0.2 s with a million live objects) would be charged to whichever
+    # event they interrupt, as if a master were that slow: a real master's heap is far smaller.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate(workload, workers, costs or Costs(), policy, max_events, validate, group_size)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _simulate(workload, workers, costs, policy, max_events, validate, group_size) -> SimResult:
     wall0 = time.perf_counter()
     pol = get_policy(policy)
     source = TaskSource(workload.tasks)
-    ranks = list(range(1, workers + 1))
-    master = Master(source.runs(), pol, ranks, [1.0] * workers, "reduce", op=add, n_roots=source.n,
-                    payload_runs=source.payloads)
-    executors = {r: Executor(workload.kernel, "reduce", None, source.n, add, r, workers + 1) for r in ranks}
-    protocols = {r: WorkerProtocol(executors[r], pol, 0) for r in ranks}
-    running = [False] * (workers + 1)
-    exited = [False] * (workers + 1)
+    layout = group_ranks(workers, group_size) if group_size else []
+    groups: dict = {}
+    if layout:
+        ranks = [r for _, members in layout for r in members]
+        group_of = {r: g for g, members in layout for r in members}
+        group_of.update({g: g for g, _ in layout})
+        for g, members in layout:
+            groups[g] = GroupMaster(g, 0, members, [1.0] * len(members), pol, "reduce", op=add, n_roots=source.n,
+                                    group_of=group_of)
+        master = Master(source.runs(), top_policy(pol), [g for g, _ in layout], [float(len(m)) for _, m in layout],
+                        "reduce", op=add, n_roots=source.n, payload_runs=source.payloads)
+        boss = {r: group_of[r] for r in ranks}
+    else:
+        ranks = list(range(1, workers + 1))
+        master = Master(source.runs(), pol, ranks, [1.0] * workers, "reduce", op=add, n_roots=source.n,
+                        payload_runs=source.payloads)
+        boss = {r: 0 for r in ranks}
+    size = max(ranks) + 1
+    executors = {r: Executor(workload.kernel, "reduce", None, source.n, add, r, size) for r in ranks}
+    protocols = {r: WorkerProtocol(executors[r], pol, boss[r]) for r in ranks}
+    running = [False] * size
+    exited = [False] * size
     last_arrival: dict = {}
     heap: list = []
     seq = 0
-    stats = {"master_busy": 0.0, "work": 0.0}
-    counts = {"messages": 0, "master_events": 0}
-    master_free = 0.0
+    stats = {"master_busy": 0.0, "work": 0.0, "master_handle": 0.0}
+    group_busy: dict = {}
+    counts = {"messages": 0, "master_events": 0, "group_events": 0}
+    free = dict.fromkeys([0, *groups], 0.0)  # when each master's CPU is free
     done_at: float | None = None
     perf = time.perf_counter
     lat, bw, mcpu = costs.latency_s, costs.bandwidth_Bps, costs.message_cpu_s
@@ -124,20 +161,30 @@ def simulate(workload: Workload, workers: int, costs: Costs | None = None, polic
             push(arrive, _MSG, ins.dest, (source_rank, ins.tag, body))
         return t
 
-    def master_event(event_for, t) -> None:
-        nonlocal master_free, done_at
-        begin = t if t > master_free else master_free
+    def server_event(rank, event_for, t) -> None:
+        """A master's event (the top's, rank 0, or a group master's): it waits for the CPU, then runs."""
+        nonlocal done_at
+        begin = t if t > free[rank] else free[rank]
+        machine = master if rank == 0 else groups[rank]
         t0 = perf()
-        out = master.handle(event_for(begin))
+        out = machine.handle(event_for(begin))
         spent = perf() - t0 if costs.master_event_s is None else costs.master_event_s
-        end = send(0, out, begin + spent)
-        stats["master_busy"] += end - begin
-        counts["master_events"] += 1
-        master_free = end
+        end = send(rank, out, begin + spent)
+        free[rank] = end
         if validate:
-            master.validate()
-        if master.done and done_at is None:
-            done_at = end
+            machine.validate()
+        if rank == 0:
+            stats["master_busy"] += end - begin
+            stats["master_handle"] += spent
+            counts["master_events"] += 1
+            if master.done and done_at is None:
+                done_at = end
+        else:
+            group_busy[rank] = group_busy.get(rank, 0.0) + end - begin
+            counts["group_events"] += 1
+
+    def master_event(event_for, t) -> None:
+        server_event(0, event_for, t)
 
     def kernel_step(r, t) -> None:
         proto = protocols[r]
@@ -169,7 +216,10 @@ def simulate(workload: Workload, workers: int, costs: Costs | None = None, polic
             kernel_step(r, t + mcpu)
 
     master_event(lambda now: Start(now), 0.0)
-    push(costs.tick_s, _TICK, 0)
+    for g in groups:
+        server_event(g, lambda now: Start(now), 0.0)
+    for rank in free:
+        push(costs.tick_s, _TICK, rank)
     events = 0
     while heap:
         t, _, kind, a, b = heapq.heappop(heap)
@@ -182,21 +232,24 @@ def simulate(workload: Workload, workers: int, costs: Costs | None = None, polic
                 if tag != Tag.REPORT:
                     raise RuntimeError(f"master got tag {tag} from {source_rank}")
                 master_event(lambda now, s=source_rank, b=body: WorkerReport(s, b, now, 0), t + mcpu)
+            elif a in groups:
+                server_event(a, lambda now, s=source_rank, g=tag, b=body: GroupMessage(s, g, b, now), t + mcpu)
             else:
                 worker_message(a, source_rank, tag, body, t)
         elif kind == _DONE:
             running[a] = False
             kernel_step(a, send(a, protocols[a].handle(TaskRan(b, t)), t))
-        else:  # the master's driver ticks when its mailbox is empty
-            if not master.done:
-                if t >= master_free:
-                    master_event(lambda now: Tick(now), t)
-                push(t + costs.tick_s, _TICK, 0)
-    if not master.done or not all(exited[1:]):
+        else:  # a master's driver ticks when its mailbox is empty
+            machine = master if a == 0 else groups[a]
+            if not (machine.done if a == 0 else machine.stopped):
+                if t >= free[a]:
+                    server_event(a, lambda now: Tick(now), t)
+                push(t + costs.tick_s, _TICK, a)
+    if not master.done or not all(exited[r] for r in ranks):
         raise RuntimeError("simulation ran out of events before the call ended")
     if master.stop is None or master.stop.kind != "ok" or done_at is None:
         raise RuntimeError(f"simulated call ended with {master.stop}")
-    trees = [master.tree] + [ex.tree for ex in executors.values()]
+    trees = [master.tree] + [g.inner.tree for g in groups.values()] + [ex.tree for ex in executors.values()]
     value = merge_parts(add, source.n, [(tree.shippable_lengths(), tree.blocks) for tree in trees if tree is not None])
     makespan = done_at
     samples = master.queue_samples
@@ -208,5 +261,7 @@ def simulate(workload: Workload, workers: int, costs: Costs | None = None, polic
         messages=counts["messages"], messages_per_s=counts["messages"] / makespan if makespan else 0.0,
         steals=master.steals_brokered, tasks=master.created, value=float(value),
         max_pool=max((s[1] for s in samples), default=0), max_queued=max((s[2] for s in samples), default=0),
-        wall_s=time.perf_counter() - wall0, costs=costs,
+        wall_s=time.perf_counter() - wall0, costs=costs, groups=len(groups),
+        group_utilization=max(group_busy.values(), default=0.0) / makespan if makespan else 0.0,
+        group_events=counts["group_events"], master_handle_s=stats["master_handle"],
     )

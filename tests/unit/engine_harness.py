@@ -20,6 +20,7 @@ from hpcmicro.engine.events import (
     CheckpointDue, CutReady, Preempt, Report, Start, Tag, TaskRan, Tick, WorkerReport, worker_event,
 )
 from hpcmicro.engine.executor import Executor
+from hpcmicro.engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
 from hpcmicro.engine.master import Master
 from hpcmicro.engine.tasks import RootRun, Spawned, TaskSource
 from hpcmicro.engine.worker import EXIT, RUN, WorkerProtocol
@@ -58,21 +59,41 @@ def task_ids(entry):
 
 
 class Cluster:
-    """Master 0 and workers 1..n, with messages in flight between them."""
+    """Master 0 and workers 1..n, with messages in flight between them.
+
+    ``group_size``: two levels (engine/group.py): group masters take ranks 1..G, and the workers
+    follow in groups of ``group_size``."""
 
     def __init__(self, kernel, tasks, policy, n_workers, mode="map", op=None, seed=0, resume=None,
-                 task_timeout=None, capacities=None, retries=0, on_error="raise"):
+                 task_timeout=None, capacities=None, retries=0, on_error="raise", group_size=None):
         self.rng = random.Random(seed)
         self.source = TaskSource(tasks)
         self.mode = mode
         self.n_roots = self.source.n
-        ranks = list(range(1, n_workers + 1))
-        self.master = Master(self.source.runs(), policy, ranks, capacities or [1.0] * n_workers, mode, op=op,
+        self.groups: dict = {}
+        boss: dict = {}
+        if group_size:
+            layout = group_ranks(n_workers, group_size)
+            ranks = [r for _, members in layout for r in members]
+            group_of = {r: g for g, members in layout for r in members} | {g: g for g, _ in layout}
+            caps = dict(zip(ranks, capacities or [1.0] * n_workers))
+            for g, members in layout:
+                self.groups[g] = GroupMaster(g, 0, members, [caps[r] for r in members], policy, mode, op=op,
+                                             n_roots=self.n_roots, group_of=group_of)
+                boss.update(dict.fromkeys(members, g))
+            top_ranks, top_caps = [g for g, _ in layout], [sum(caps[r] for r in m) for _, m in layout]
+        else:
+            ranks = list(range(1, n_workers + 1))
+            boss = dict.fromkeys(ranks, 0)
+            top_ranks, top_caps = ranks, capacities or [1.0] * n_workers
+        self.master = Master(self.source.runs(), top_policy(policy) if group_size else policy, top_ranks, top_caps,
+                             mode, op=op,
                              n_roots=self.n_roots, resume=resume, payload_runs=self.source.payloads)
         decomposition = tasks if not isinstance(tasks, list) else None
-        self.executors = {r: Executor(kernel, mode, decomposition, self.n_roots, op, r, n_workers + 1,
+        size = max(ranks) + 1
+        self.executors = {r: Executor(kernel, mode, decomposition, self.n_roots, op, r, size,
                                       retries=retries, on_error=on_error, retry_backoff_s=0.0) for r in ranks}
-        self.workers = {r: WorkerProtocol(ex, policy, 0, task_timeout) for r, ex in self.executors.items()}
+        self.workers = {r: WorkerProtocol(ex, policy, boss[r], task_timeout) for r, ex in self.executors.items()}
         self.pairs: dict = {}  # (source, dest) -> deque of (tag, body)
         self.now = 0.0
         self.cuts: list = []  # CutReady instructions, in order
@@ -82,6 +103,8 @@ class Cluster:
         self._preorder = None  # every task id in pre-order, once the tree has spawned (expand)
         self._position: dict = {}
         self._send(0, self.master.handle(Start(0.0)))
+        for g, group in self.groups.items():
+            self._send(g, group.handle(Start(0.0)))
         self.check()
 
     # -- plumbing --------------------------------------------------------------------
@@ -104,6 +127,8 @@ class Cluster:
         if dest == 0:
             assert tag == Tag.REPORT
             self._send(0, self.master.handle(WorkerReport(source, body, self.now)))
+        elif dest in self.groups:
+            self._send(dest, self.groups[dest].handle(GroupMessage(source, tag, body, self.now)))
         else:
             self._send(dest, self.workers[dest].handle(worker_event(source, tag, body)))
         return True
@@ -129,6 +154,9 @@ class Cluster:
             rank = self.rng.choice(sorted(self.workers))
             if not self.kernel_step(rank):
                 self.deliver_one()
+        elif self.groups and choice < 0.95:
+            g = self.rng.choice(sorted(self.groups))
+            self._send(g, self.groups[g].handle(Tick(self.now)))
         else:
             self._send(0, self.master.handle(Tick(self.now)))
         self.events += 1
@@ -158,6 +186,8 @@ class Cluster:
     # -- checks ----------------------------------------------------------------------
     def check(self) -> None:
         self.master.validate()
+        for group in self.groups.values():
+            group.validate()
         for p in self.workers.values():
             p.validate()
         if self.mode == "map" and not self.master.aborting:
@@ -170,6 +200,11 @@ class Cluster:
             pending += task_ids(e)
         for first, values in self.master.segments:
             finished += self.expand(first, len(values))
+        for group in self.groups.values():
+            for e in group.inner.pool.entries():
+                pending += task_ids(e)
+            for first, values in group.inner.segments:
+                finished += self.expand(first, len(values))
         for q in self.pairs.values():
             for tag, body in q:
                 if tag == Tag.TASKS:
@@ -216,7 +251,8 @@ class Cluster:
 
         if self.mode == "map":
             return ordered_results(self.master, self.n_roots)
-        parts = [(self.master.tree.shippable_lengths(), self.master.tree.blocks)]
+        trees = [self.master.tree] + [group.inner.tree for group in self.groups.values()]
+        parts = [(tree.shippable_lengths(), tree.blocks) for tree in trees]
         parts += [(ex.tree.shippable_lengths(), ex.tree.blocks) for ex in self.executors.values() if not ex.retired]
         return merge_parts(self.master.tree.op, self.n_roots, parts)
 

@@ -1,0 +1,240 @@
+"""A group master: the master of a group of workers, and a single worker to the master above it.
+
+One master serving every worker saturates near 10**5 events a second
+(docs/scale.md). A two-level tree keeps each master's load bounded: the top
+master's "workers" are group masters; each group master serves its members.
+
+``GroupMaster.handle(event) -> [instruction]`` with ``Start``, ``Tick`` and
+``GroupMessage`` (a message from the top master, a member, or a worker of
+another group) in, ``Send*`` instructions out; no clock, no MPI, as Master.
+
+How it is built: a real ``Master`` (open-ended and subordinate: it never ends by
+itself) schedules the members, unchanged. Around it, the group speaks the
+worker's protocol upwards:
+
+- TASKS from the top (seeds, chunks) join the inner master's pool; it hands
+  them out to members and brokers steals among them as it would for a call;
+- a STEAL from the top (another group is idle) is answered from the pool's
+  back if it holds enough, else by one member's queue (``Master.steal_for``:
+  the member sends its steal answer straight to the thief group), else empty;
+- a steal answer arriving from another group (sent by that group's master or
+  one of its members) joins the pool and is acknowledged upwards in the name
+  of that group's master, whose steal the top brokered;
+- the group reports upwards like a worker: counts done and spawned (its
+  members'), its queue (pool plus members' queues), its mean time per task
+  divided by its members (a group of n runs n tasks at once, so the top's
+  chunk and low-water rules see the group's rate), map results, errors, and
+  IDLE only when its pool is empty and every member is idle and settled.
+
+Termination is the top master's, unchanged: it counts created and finished
+tasks and waits until every group is idle and settled; a group is idle only
+when all its members are, so no task is anywhere. STOP and ABORT travel down
+through the group. The deterministic reduction is untouched: members fold as
+before, and the end-of-call merge of every rank's blocks gives the same bits.
+
+Not built yet: snapshot rounds (checkpoints, preemption), retiring hung
+members and ULFM recovery under a hierarchy. A group master refuses SNAPSHOT,
+DRAIN and RETIRE with an error that says so (docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from .events import Abort, Report, SendReport, SendStop, SendTasks, Start, State, Submit, Tag, Tick, WorkerReport
+from .master import Master
+
+__all__ = ["GroupMaster", "GroupMessage", "group_ranks", "top_policy"]
+
+# The top master's chunks to groups carry this much of a group's time (StealPolicy.batch_seconds is
+# 0.02 s for a worker). The top's request rate is about groups / batch, so 0.1 s keeps it near 3,000
+# a second for 300 groups (a fifth of what 0.02 s costs, docs/scale.md); the tail imbalance a large
+# last chunk could leave is split by steals between groups, and inside a group by its members.
+TOP_BATCH_SECONDS = 0.1
+
+
+def top_policy(policy):
+    """The policy the top master runs with over group masters: the same, with larger chunks."""
+    if not hasattr(policy, "batch_seconds"):
+        return policy
+    top = copy.copy(policy)
+    top.batch_seconds = max(policy.batch_seconds, TOP_BATCH_SECONDS)
+    return top
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """A message to a group master."""
+
+    source: int
+    tag: int
+    body: Any
+    now: float
+    nbytes: int = 0
+
+
+class GroupMaster:
+    # How often a busy group tells the top master its counts and queue (as WorkerProtocol).
+    STATUS_INTERVAL_S = 0.05
+
+    def __init__(self, rank: int, top: int, members, capacities, policy, mode: str, op=None, n_roots: int = 0,
+                 group_of: dict | None = None):
+        self.rank = rank
+        self.top = top
+        self.policy = policy
+        self.members = list(members)
+        if not self.members:
+            raise ValueError(f"group master {rank}: a group needs at least one member")
+        self.inner = Master([], policy, self.members, list(capacities), mode, op=op, n_roots=n_roots,
+                            open_ended=True, subordinate=True)
+        self.group_of = group_of or {}  # any rank -> the rank of its group's master (steal answers' acks)
+        self.seq_seen = 0  # TASKS messages from the top seen so far
+        self.acks: list = []  # group masters whose steal answers arrived since the last report
+        self.done_since = 0
+        self.spawned_since = 0
+        self.error: dict | None = None  # a member's error, to pass up once
+        self.error_sent = False
+        # What the last report said (None: stale). It starts as IDLE: the top takes a group it seeded
+        # nothing for as idle, as it does a worker.
+        self.last_state: int | None = State.IDLE
+        self.last_aborted = False
+        self.requested = False
+        self.last_status = 0.0
+        self.last_queued = 0
+        self.stopped = False
+        self.stop = None
+        self.now = 0.0
+        self.reports_sent = 0
+
+    # -- events ----------------------------------------------------------------------
+    def handle(self, event) -> list:
+        self.now = now = event.now
+        kind = type(event)
+        out: list = []
+        if kind is GroupMessage:
+            self._message(event, out)
+        elif kind is Tick or kind is Start:
+            out += self.inner.handle(kind(now))
+        else:
+            raise TypeError(f"group master: unknown event {event!r}")
+        if not self.stopped:
+            self._maybe_report(out)
+        return out
+
+    def _message(self, m: GroupMessage, out) -> None:
+        inner, tag, body = self.inner, m.tag, m.body
+        if tag == Tag.REPORT:
+            if m.source not in inner.workers:
+                raise RuntimeError(f"group master {self.rank}: a report from rank {m.source}, not a member")
+            self.done_since += body.done
+            self.spawned_since += body.spawned
+            if body.error is not None and self.error is None:
+                self.error = body.error
+            out += inner.handle(WorkerReport(m.source, body, m.now, m.nbytes))
+        elif tag == Tag.TASKS:
+            seq, entries = body
+            if seq is not None:
+                self.seq_seen = seq
+            else:  # a steal answer, from another group's master or one of its members
+                self.acks.append(self.group_of.get(m.source, m.source))
+            if entries:
+                out += inner.handle(Submit(entries, m.now))
+            self.requested = False
+            self.last_state = None  # whatever we said before is stale
+        elif tag == Tag.STEAL:
+            self._give(body, out)
+        elif tag == Tag.ABORT:
+            out += inner.handle(Abort({"message": "aborted by the top master"}, m.now))
+        elif tag == Tag.STOP:
+            self.stopped = True
+            self.stop = body
+            out += [SendStop(r, body) for r in self.members]
+        elif tag in (Tag.SNAPSHOT, Tag.DRAIN, Tag.RETIRE):
+            name = {Tag.SNAPSHOT: "SNAPSHOT", Tag.DRAIN: "DRAIN", Tag.RETIRE: "RETIRE"}[tag]
+            raise NotImplementedError(
+                f"group master {self.rank}: {name} under hierarchical scheduling is not built yet "
+                "(checkpoints, preemption and task_timeout need a one-level master: docs/scale.md)")
+        else:
+            raise RuntimeError(f"group master {self.rank}: unexpected message tag {tag} from rank {m.source}")
+
+    def _give(self, thief: int, out) -> None:
+        """Answer the top's steal for ``thief`` (another group's master)."""
+        inner = self.inner
+        pool = len(inner.pool)
+        if not inner.aborting and pool >= self.policy.min_victim_queued:
+            out.append(SendTasks(thief, None, inner.give_from_pool(self.policy.steal_size(pool))))
+            return
+        ins = inner.steal_for(thief)
+        out.append(ins if ins is not None else SendTasks(thief, None, []))  # the thief waits for an answer
+
+    # -- reports upwards -------------------------------------------------------------
+    def _state(self) -> int:
+        inner = self.inner
+        if inner.all_idle() and (inner.aborting or not inner.pool):
+            return State.IDLE
+        if inner.aborting:
+            return State.BUSY
+        # Ask for more while the pool holds less than a member's low-water mark per member: members'
+        # own requests are then served from the pool, not after a round trip to the top.
+        if self.policy.wants_more(len(inner.pool) / (inner.live_workers or 1), inner.mean_task_s):
+            return State.LOW
+        return State.BUSY
+
+    @property
+    def queued(self) -> int:
+        """Tasks waiting in the group: its pool and its members' queues."""
+        return len(self.inner.pool) + self.inner.queued_at_workers
+
+    def _maybe_report(self, out) -> None:
+        inner = self.inner
+        state = self._state()
+        aborted = inner.aborting and inner.all_aborted()
+        urgent = (
+            (self.error is not None and not self.error_sent)
+            or aborted != self.last_aborted
+            or (state in State.WANTING and (state != self.last_state or (self.acks and not self.requested)))
+        )
+        queued = self.queued
+        if not urgent:
+            if self.now - self.last_status < self.STATUS_INTERVAL_S:
+                return
+            if not (self.done_since or self.spawned_since or self.acks or inner.segments or inner.failed
+                    or queued != self.last_queued or state != self.last_state):
+                return
+        segments, failed = inner.take_results()
+        rep = Report(state, self.seq_seen, self.done_since, self.spawned_since, queued,
+                     inner.mean_task_s / (inner.live_workers or 1), segments or None, tuple(self.acks), aborted,
+                     self.error if not self.error_sent else None, tuple(failed))
+        if self.error is not None:
+            self.error_sent = True
+        self.done_since = self.spawned_since = 0
+        self.acks = []
+        self.last_state = state
+        self.last_aborted = aborted
+        self.last_status = self.now
+        self.last_queued = queued
+        self.requested = state in State.WANTING
+        self.reports_sent += 1
+        out.append(SendReport(self.top, rep))
+
+    # -- invariants ------------------------------------------------------------------
+    def validate(self) -> None:
+        self.inner.validate()
+        assert self.seq_seen >= 0 and self.done_since >= 0 and self.spawned_since >= 0
+        assert self.rank not in self.inner.workers
+
+
+def group_ranks(n_workers: int, group_size: int, first: int = 1) -> list[tuple[int, list[int]]]:
+    """A two-level layout by fixed size: ``[(group master rank, [member ranks]), ...]``.
+
+    Group masters take ranks ``first .. first+G-1`` and members follow, in
+    groups of ``group_size`` (the last one may be smaller).
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size!r}")
+    n_groups = -(-n_workers // group_size)
+    base = first + n_groups
+    return [(first + g, list(range(base + g * group_size, base + min(n_workers, (g + 1) * group_size))))
+            for g in range(n_groups)]

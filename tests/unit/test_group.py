@@ -1,0 +1,123 @@
+"""Two-level scheduling (engine/group.py) under random schedules, against serial results and one master.
+
+The harness (tests/unit/engine_harness.py) delivers messages in a random order
+(each sender->receiver pair FIFO, as MPI), validates every machine after every
+event, and checks that every task is pending or finished exactly once.
+"""
+
+from operator import add
+
+import pytest
+
+import hpcmicro as hm
+from hpcmicro.engine.events import Tag
+from hpcmicro.engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
+from hpcmicro.engine.policies import StaticPolicy, StealPolicy
+from hpcmicro.sim import make_workload, simulate
+from tests.multirank.scenarios import fp_value, square, tree_node, tree_serial
+from tests.unit.engine_harness import Cluster
+from tests.unit.test_engine import serial_tree_fold
+
+ROOTS = [(v, 0) for v in range(2, 40)]
+
+
+@pytest.mark.parametrize("n_workers,group_size", [(4, 2), (5, 2), (6, 3), (7, 7), (3, 1)])
+@pytest.mark.parametrize("seed", range(3))
+def test_spawn_tree_in_groups_equals_serial(n_workers, group_size, seed):
+    c = Cluster(tree_node, ROOTS, StealPolicy(), n_workers, seed=seed, group_size=group_size)
+    c.run()
+    assert c.result() == tree_serial(ROOTS)
+    assert c.master.finished == c.master.created == len(tree_serial(ROOTS))
+
+
+@pytest.mark.parametrize("policy", [StealPolicy, StaticPolicy])
+@pytest.mark.parametrize("seed", range(2))
+def test_priorities_and_map_order_hold_in_groups(policy, seed):
+    tasks = [hm.Task(i, priority=i % 3) for i in range(300)]
+    c = Cluster(square, tasks, policy(), 6, seed=seed, group_size=2)
+    c.run()
+    assert c.result() == [i * i for i in range(300)]
+
+
+def test_reduction_in_groups_is_bitwise_that_of_one_master_and_of_serial():
+    expected = serial_tree_fold([fp_value(range(i * 7, min(1000, i * 7 + 7))) for i in range(143)])
+    seen = set()
+    for seed in range(4):
+        for n, g in ((1, None), (4, 2), (6, 4), (8, 3)):
+            c = Cluster(fp_value, hm.Range(1000, 7), StealPolicy(), n, mode="reduce", op=add, seed=seed, group_size=g)
+            c.run()
+            seen.add(c.result().hex())
+    assert seen == {expected.hex()}
+
+
+def binary(depth):
+    """A full binary tree of depth 8 from one root: 511 nodes."""
+    if depth < 8:
+        hm.context().spawn(depth + 1)
+        hm.context().spawn(depth + 1)
+    return depth
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_work_crosses_groups_when_one_group_holds_it_all(seed):
+    # One root: the top seeds one group; the others get work only by steals between groups.
+    c = Cluster(binary, [0], StealPolicy(), 6, seed=seed, group_size=2)
+    c.run()
+    assert c.master.decision_counts.get("steal", 0) > 0, "no steal between groups"
+    ran_in = {g: sum(c.executors[r].stats.tasks for r in group.members) for g, group in c.groups.items()}
+    assert all(n > 0 for n in ran_in.values()), ran_in
+    assert sum(ran_in.values()) == 511
+    assert sorted(c.result()) == sorted(d for d in range(9) for _ in range(2 ** d))
+
+
+def always_bad(x):
+    if x == 13:
+        raise ValueError("bad 13")
+    return x
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_member_failure_aborts_every_group(seed):
+    c = Cluster(always_bad, list(range(200)), StealPolicy(), 6, seed=seed, group_size=3)
+    c.run()
+    assert c.master.stop.kind == "error" and c.master.stop.info["task_id"] == (13,)
+    assert all(p.stopped for p in c.workers.values())
+
+
+def test_snapshots_under_groups_are_refused_with_a_reason():
+    c = Cluster(square, list(range(50)), StealPolicy(), 4, group_size=2)
+    c.checkpoint()
+    with pytest.raises(NotImplementedError, match="SNAPSHOT under hierarchical scheduling"):
+        c.run()
+
+
+def test_group_layout_and_bad_input():
+    assert group_ranks(5, 2) == [(1, [4, 5]), (2, [6, 7]), (3, [8])]
+    assert group_ranks(3, 8) == [(1, [2, 3, 4])]
+    with pytest.raises(ValueError, match="group_size"):
+        group_ranks(4, 0)
+    with pytest.raises(ValueError, match="at least one member"):
+        GroupMaster(1, 0, [], [], StealPolicy(), "map")
+    g = GroupMaster(1, 0, [2, 3], [1.0, 1.0], StealPolicy(), "map")
+    with pytest.raises(RuntimeError, match="not a member"):
+        g.handle(GroupMessage(9, Tag.REPORT, None, 0.0))
+
+
+def test_top_policy_takes_larger_chunks_and_leaves_the_given_policy_alone():
+    pol = StealPolicy()
+    top = top_policy(pol)
+    assert top.batch_seconds > pol.batch_seconds == StealPolicy.batch_seconds
+    assert top_policy(StaticPolicy()).name == "static"
+    # A group of 50 workers is never sent fewer than MIN_CHUNK tasks per member while the pool has them.
+    assert top.chunk(10_000, 0.001, 1e-4, capacity=50.0) == 50 * StealPolicy.MIN_CHUNK
+
+
+@pytest.mark.parametrize("workload", ["uniform", "heavy", "uts"])
+def test_simulated_groups_run_every_task_once(workload):
+    w = make_workload(workload, 200, 0.002)
+    flat = simulate(w, 24, validate=True)
+    grouped = simulate(w, 24, group_size=5, validate=True)
+    assert grouped.groups == 5
+    assert grouped.tasks == flat.tasks
+    assert grouped.value == flat.value  # the deterministic reduction: the same bits
+    assert grouped.value == pytest.approx(grouped.work_s)
