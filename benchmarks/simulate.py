@@ -1,6 +1,6 @@
 """The engine's real scheduling code on simulated time: how one master fares at 10**3-10**5 workers.
 
-    python benchmarks/simulate.py --workers 10000 --task-ms 10 --workload uniform
+    python benchmarks/simulate.py --workers 10000 --task-ms 10 --workload uniform [--group-size 100|0]
     python benchmarks/simulate.py --calibrate          # against real runs at 3-16 ranks here (~1 min)
     python benchmarks/simulate.py --sweep --plot docs/img/scale_efficiency.png   # docs/scale.md (~10 min)
 
@@ -10,6 +10,11 @@ Executor; modelled network, message costs and task durations; the master's
 CPU per event timed live (its code's own cost, on this machine). Figures:
 makespan, efficiency = work / (workers x makespan), master utilization,
 messages per second, steals, the largest queues sampled.
+
+``--group-size``: two-level scheduling (engine/group.py), a group master rank
+for every N workers (not counted as workers); 0: one master; the default is
+``auto_group_size`` (one master below 1,024 workers, groups of ~sqrt(N) above).
+``--sweep`` runs every point both ways.
 
 ``--calibrate`` runs ``benchmarks/bench_scaling.py`` (1000 sleeping Pareto
 tasks, mean 4 ms) under mpiexec at 3, 5, 9 and 16 ranks, then simulates the
@@ -31,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from hpcmicro.engine.group import auto_group_size  # noqa: E402
 from hpcmicro.sim import WORKLOADS, Costs, Workload, make_workload, simulate  # noqa: E402
 from hpcmicro.sim.workloads import METER  # noqa: E402
 
@@ -39,9 +45,10 @@ SWEEP_TASK_MS = (1.0, 10.0, 100.0, 1000.0)
 CALIBRATION_RANKS = (3, 5, 9, 16)
 
 
-def run_one(workload: str, workers: int, task_ms: float, tasks_per_worker: int, costs: Costs, seed: int = 1):
+def run_one(workload: str, workers: int, task_ms: float, tasks_per_worker: int, costs: Costs, seed: int = 1,
+            group_size: int | None = None):
     wl = make_workload(workload, tasks_per_worker * workers, task_ms * 1e-3, seed=seed)
-    result = simulate(wl, workers, costs)
+    result = simulate(wl, workers, costs, group_size=group_size or None)
     if wl.total_work_s is not None and abs(result.value - wl.total_work_s) > 1e-9 * wl.total_work_s:
         raise AssertionError(f"the sum reduction {result.value} is not the work {wl.total_work_s}: "
                              "a task lost or doubled")
@@ -49,9 +56,13 @@ def run_one(workload: str, workers: int, task_ms: float, tasks_per_worker: int, 
 
 
 def describe(r) -> str:
-    return (f"{r.workers} workers, {r.description}: makespan {r.makespan_s:.4g} s, efficiency {r.efficiency:.3f}, "
+    layout = f"{r.groups} groups" if r.groups else "one master"
+    return (f"{r.workers} workers ({layout}), {r.description}: makespan {r.makespan_s:.4g} s, "
+            f"efficiency {r.efficiency:.3f}, "
             f"master busy {r.master_utilization:.0%}, {r.messages_per_s:,.0f} messages/s, {r.steals} steals, "
-            f"max pool {r.max_pool}, max queued {r.max_queued} (simulated in {r.wall_s:.1f} s)")
+            f"max pool {r.max_pool}, max queued {r.max_queued}"
+            + (f", busiest group master {r.group_utilization:.0%}" if r.groups else "")
+            + f" (simulated in {r.wall_s:.1f} s)")
 
 
 def calibrate(repeats: int) -> list:
@@ -107,25 +118,34 @@ def calibration_table(rows) -> str:
 
 
 def sweep(workload: str, tasks_per_worker: int, costs: Costs, workers_list, task_ms_list) -> list:
+    """Every (task duration, workers) point with one master and with the automatic groups."""
     results = []
     for task_ms in task_ms_list:
         for workers in workers_list:
-            r = run_one(workload, workers, task_ms, tasks_per_worker, costs)
-            print(json.dumps({"task_ms": task_ms, **r.as_dict()}), flush=True)
-            results.append((task_ms, r))
+            for group_size in (0, auto_group_size(workers) or 0):
+                r = run_one(workload, workers, task_ms, tasks_per_worker, costs, group_size=group_size)
+                print(json.dumps({"task_ms": task_ms, "group_size": group_size, **r.as_dict()}), flush=True)
+                results.append((task_ms, group_size, r))
     return results
 
 
 def sweep_table(results, workers_list, task_ms_list) -> str:
-    head = "| task | " + " | ".join(f"{w:,} workers" for w in workers_list) + " |"
-    lines = [head, "|---|" + "---:|" * len(workers_list)]
-    by = {(t, r.workers): r for t, r in results}
+    head = "| task | layout | " + " | ".join(f"{w:,} workers" for w in workers_list) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(workers_list)]
+    by = {(t, bool(g), r.workers): r for t, g, r in results}
     for t in task_ms_list:
-        cells = []
-        for w in workers_list:
-            r = by[(t, w)]
-            cells.append(f"{r.efficiency:.3f} (master {r.master_utilization:.0%})")
-        lines.append(f"| {t:g} ms | " + " | ".join(cells) + " |")
+        for grouped in (False, True):
+            cells = []
+            for w in workers_list:
+                r = by.get((t, grouped, w))
+                if r is None or (grouped and not r.groups):
+                    cells.append("(one master)")
+                elif grouped:
+                    cells.append(f"**{r.efficiency:.3f}** ({r.groups} x {-(-w // r.groups)}; "
+                                 f"top {r.master_utilization:.0%}, group {r.group_utilization:.0%})")
+                else:
+                    cells.append(f"{r.efficiency:.3f} (master {r.master_utilization:.0%})")
+            lines.append(f"| {t:g} ms | {'groups' if grouped else 'one master'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -135,17 +155,19 @@ def plot(results, workers_list, task_ms_list, path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    by = {(t, r.workers): r for t, r in results}
-    for t in task_ms_list:
-        ax.plot(workers_list, [by[(t, w)].efficiency for w in workers_list], marker="o", label=f"{t:g} ms tasks")
-    ax.set_xscale("log")
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("simulated workers (one master)")
-    ax.set_ylabel("efficiency")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    by = {(t, bool(g), r.workers): r for t, g, r in results}
+    for ax, grouped, name in ((axes[0], False, "one master"), (axes[1], True, "automatic groups (sqrt N)")):
+        for t in task_ms_list:
+            pts = [(w, by[(t, grouped, w)].efficiency) for w in workers_list if (t, grouped, w) in by]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{t:g} ms tasks")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel(f"simulated workers ({name})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("efficiency")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -157,6 +179,8 @@ def main(argv=None) -> None:
     p.add_argument("--task-ms", type=float, default=10.0, help="mean task duration (ms)")
     p.add_argument("--workload", choices=WORKLOADS, default="uniform")
     p.add_argument("--tasks-per-worker", type=int, default=20, help="tasks = this x workers (not for uts)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="workers per group master (0: one master; default: auto_group_size)")
     p.add_argument("--master-us", type=float, default=None,
                    help="the master's CPU per event in us (default: time Master.handle live)")
     p.add_argument("--latency-us", type=float, default=Costs.latency_s * 1e6)
@@ -186,9 +210,10 @@ def main(argv=None) -> None:
         print(sweep_table(results, workers_list, task_list))
         if a.plot:
             plot(results, workers_list, task_list, a.plot,
-                 f"one master, {a.workload} tasks ({a.tasks_per_worker} per worker), simulated")
+                 f"{a.workload} tasks ({a.tasks_per_worker} per worker), simulated")
         return
-    r = run_one(a.workload, a.workers, a.task_ms, a.tasks_per_worker, costs)
+    group_size = auto_group_size(a.workers) if a.group_size is None else a.group_size
+    r = run_one(a.workload, a.workers, a.task_ms, a.tasks_per_worker, costs, group_size=group_size)
     print(json.dumps(r.as_dict()))
     print(describe(r))
 

@@ -159,7 +159,7 @@ class Master:
         # With no pool, a thief is tried again only when it reports or when some worker's queued work
         # grew: nothing else can turn a failed steal into a possible one (_serve_wanting).
         self._fresh_thieves: set = set()
-        self._victims_grew = False
+        self._grown: set = set()  # ranks whose queued work grew since the last serving pass
         self._queued_total = 0
         self._capacity_sum = float(sum(capacities))
         self._speed_sum = 0.0  # sum of capacity / mean_task_s over measured workers
@@ -267,7 +267,7 @@ class Master:
         self._done_total += rep.done
         self._weighted_s += w.mean_task_s * w.done
         if w.queued_work > work_before:
-            self._victims_grew = True
+            self._grown.add(source)
         self.finished += rep.done
         self.created += rep.spawned
         for victim in rep.acks:
@@ -375,29 +375,33 @@ class Master:
     def _serve_wanting(self, out) -> None:
         if not self._wanting:
             return
-        thieves = self._wanting
         workers = self.workers
-        stealing = not self.pool
-        if stealing:  # only steals could serve them: none while no queue is long enough to give
-            if not any(workers[r].active for r in self._rich):
-                return  # (without this, every event at a call's idle end costs W x W victim checks)
-            if not self._victims_grew:  # those tried before would fail again: only the new ones
-                thieves = self._fresh_thieves & self._wanting
-        self._victims_grew = False
-        self._fresh_thieves = set()
-        if stealing:
+        fresh, grown = self._fresh_thieves, self._grown
+        self._fresh_thieves, self._grown = set(), set()
+        if self.pool:
+            for rank in sorted(self._wanting):  # sorted: the same decisions on every run
+                w = workers[rank]
+                if w.settled and w.state in State.WANTING and not w.retired:
+                    self._serve(w, out)
+            return
+        # Only steals can serve them. A thief that found no victim before finds none now unless a
+        # worker's queue grew since (victims only shrink otherwise), and then only that worker can
+        # be its victim: new thieves look at every victim, old ones only at the grown ones. Without
+        # this, every report at a call's end costs thieves x victims checks.
+        if not any(workers[r].active for r in self._rich):
+            return
+        grown_victims = [workers[r] for r in sorted(grown & self._rich, key=self._order.__getitem__)]
+        passes = [(fresh & self._wanting, None)]
+        if grown_victims:
+            passes.append((self._wanting - fresh, grown_victims))
+        for thieves, victims in passes:
             # The least demanding thief first (IDLE before LOW, then less queued work of its own): once
-            # one finds no victim, no later one can (policies pick victims monotonically: a thief that
-            # asks for less never fails where one asking more succeeds), and victims only shrink here.
-            # Without this, every report at a call's end tries every thief against every victim.
-            order = sorted(thieves, key=lambda r: (workers[r].state != State.IDLE, workers[r].queued_work, r))
-        else:
-            order = sorted(thieves)  # the same decisions on every run
-        for rank in order:
-            w = workers[rank]
-            if w.settled and w.state in State.WANTING and not w.retired:
-                if not self._serve(w, out) and stealing:
-                    break
+            # one finds no victim, no later one can (Policy.pick_victim is monotone).
+            for rank in sorted(thieves, key=lambda r: (workers[r].state != State.IDLE, workers[r].queued_work, r)):
+                w = workers[rank]
+                if w.settled and w.state in State.WANTING and not w.retired:
+                    if not self._steal_for(w, out, victims):
+                        break
 
     def _serve(self, w: WorkerView, out) -> bool:
         """Answer a LOW/IDLE worker from the pool, else by brokering a steal; whether it was served."""
@@ -409,7 +413,11 @@ class Master:
                            asked="idle" if w.state == State.IDLE else "low")
                 return True
             return False
-        victim = self.policy.pick_victim(w, self._victims())
+        return self._steal_for(w, out)
+
+    def _steal_for(self, w: WorkerView, out, victims=None) -> bool:
+        """Broker a steal for w from the best of ``victims`` (default: every possible one)."""
+        victim = self.policy.pick_victim(w, self._victims() if victims is None else victims)
         if victim is None:
             return False
         k = self.policy.steal_size(victim.queued)
@@ -490,10 +498,14 @@ class Master:
     def _mean_task_s(self) -> float:
         return self._weighted_s / self._done_total if self._done_total else 0.0
 
+    def _victim_floor(self, w: WorkerView) -> float:
+        floor = self.policy.min_victim_queued
+        return floor * w.capacity if self.policy.per_capacity else floor
+
     def _set_queued(self, w: WorkerView, queued: int) -> None:
         self._queued_total += queued - w.queued
         w.queued = queued
-        if queued >= self.policy.min_victim_queued:
+        if queued >= self._victim_floor(w):
             self._rich.add(w.rank)
         else:
             self._rich.discard(w.rank)
@@ -660,8 +672,7 @@ class Master:
     def _validate_sums(self) -> None:
         views = self.workers.values()
         live = [v for v in views if not v.retired]
-        floor = self.policy.min_victim_queued
-        assert self._rich == {v.rank for v in views if v.queued >= floor}, "victim set drifted"
+        assert self._rich == {v.rank for v in views if v.queued >= self._victim_floor(v)}, "victim set drifted"
         assert self._queued_total == sum(v.queued for v in views), "queued total drifted"
         assert self._unmeasured == sum(1 for v in live if not v.mean_task_s), "unmeasured count drifted"
         assert self._live == len(live), "live count drifted"

@@ -90,6 +90,9 @@ class Policy:
 
     # The fewest queued tasks a victim may have (pick_victim never picks one with fewer).
     min_victim_queued: float = math.inf
+    # Over group masters (engine/group.top_policy): a "worker" of capacity n is n workers, so the
+    # smallest chunk and the fewest queued tasks of a victim are per unit of capacity.
+    per_capacity: bool = False
 
     def pick_victim(self, thief, views):
         """The view to steal from for ``thief``, or None. It must be monotone: a thief that asks for
@@ -153,7 +156,8 @@ class StealPolicy(Policy):
             k = min(k, max(self.MIN_CHUNK, int(self.batch_seconds / mean_task_s)))
         # Never less than MIN_CHUNK per unit of capacity: a group master of n workers (capacity n)
         # asking for fewer than n tasks would be back at once, and the top's requests are its load.
-        k = max(k, math.ceil(self.MIN_CHUNK * capacity)) if capacity > 1 else k
+        if self.per_capacity:
+            k = max(k, math.ceil(self.MIN_CHUNK * capacity))
         return max(1, min(k, pool))
 
     def pick_victim(self, thief, views):

@@ -121,3 +121,11 @@ def test_simulated_groups_run_every_task_once(workload):
     assert grouped.tasks == flat.tasks
     assert grouped.value == flat.value  # the deterministic reduction: the same bits
     assert grouped.value == pytest.approx(grouped.work_s)
+
+
+def test_one_master_stays_the_default_below_the_threshold():
+    from hpcmicro.engine.group import GROUPS_FROM_WORKERS, auto_group_size
+
+    assert auto_group_size(GROUPS_FROM_WORKERS - 1) is None
+    assert auto_group_size(10_000) == 100
+    assert auto_group_size(100_000) == 316
