@@ -156,6 +156,7 @@ class Master:
         # with no measured task time yet).
         self._order = {r: i for i, r in enumerate(self.workers)}
         self._rich: set = set()  # ranks with queued >= policy.min_victim_queued
+        self._victims_list: list | None = None  # _rich's views in rank order (None: to rebuild)
         # With no pool, a thief is tried again only when it reports or when some worker's queued work
         # grew: nothing else can turn a failed steal into a possible one (_serve_wanting).
         self._fresh_thieves: set = set()
@@ -394,14 +395,20 @@ class Master:
         passes = [(fresh & self._wanting, None)]
         if grown_victims:
             passes.append((self._wanting - fresh, grown_victims))
+        def demand(r):
+            return (workers[r].state != State.IDLE, workers[r].queued_work, r)
+
         for thieves, victims in passes:
             # The least demanding thief first (IDLE before LOW, then less queued work of its own): once
-            # one finds no victim, no later one can (Policy.pick_victim is monotone).
-            for rank in sorted(thieves, key=lambda r: (workers[r].state != State.IDLE, workers[r].queued_work, r)):
-                w = workers[rank]
-                if w.settled and w.state in State.WANTING and not w.retired:
-                    if not self._steal_for(w, out, victims):
-                        break
+            # one finds no victim, no later one can (Policy.pick_victim is monotone). Usually the first
+            # fails, so take the least demanding one at a time rather than sorting them all.
+            thieves = {r for r in thieves if workers[r].settled and workers[r].state in State.WANTING
+                       and not workers[r].retired}
+            while thieves:
+                rank = min(thieves, key=demand)
+                thieves.discard(rank)
+                if not self._steal_for(workers[rank], out, victims):
+                    break
 
     def _serve(self, w: WorkerView, out) -> bool:
         """Answer a LOW/IDLE worker from the pool, else by brokering a steal; whether it was served."""
@@ -481,8 +488,11 @@ class Master:
         return all(w.aborted for w in self.workers.values() if not w.retired)
 
     def _victims(self) -> list:
-        """Only workers holding enough to give can be victims: the others' order and ties do not matter."""
-        return [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)]
+        """Only workers holding enough to give can be victims: the others' order and ties do not matter.
+        Kept until the set of them changes (a steal's victim may leave it)."""
+        if self._victims_list is None:
+            self._victims_list = [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)]
+        return self._victims_list
 
     def _share(self, w: WorkerView) -> float:
         """w's fraction of the pool's next hand-outs: capacity times measured speed.
@@ -505,10 +515,13 @@ class Master:
     def _set_queued(self, w: WorkerView, queued: int) -> None:
         self._queued_total += queued - w.queued
         w.queued = queued
-        if queued >= self._victim_floor(w):
-            self._rich.add(w.rank)
-        else:
-            self._rich.discard(w.rank)
+        rich = queued >= self._victim_floor(w)
+        if rich != (w.rank in self._rich):
+            self._victims_list = None
+            if rich:
+                self._rich.add(w.rank)
+            else:
+                self._rich.discard(w.rank)
 
     # -- hung workers ----------------------------------------------------------------
     def _retire_hung(self, out) -> None:
@@ -676,6 +689,8 @@ class Master:
         assert self._queued_total == sum(v.queued for v in views), "queued total drifted"
         assert self._unmeasured == sum(1 for v in live if not v.mean_task_s), "unmeasured count drifted"
         assert self._live == len(live), "live count drifted"
+        if self._victims_list is not None:
+            assert [v.rank for v in self._victims_list] == sorted(self._rich, key=self._order.__getitem__)
         assert self._idle == {v.rank for v in live if v.idle}, "idle set drifted"
         assert self._done_total == sum(v.done for v in views)
         close = math.isclose
