@@ -122,7 +122,7 @@ def sweep(workload: str, tasks_per_worker: int, costs: Costs, workers_list, task
     results = []
     for task_ms in task_ms_list:
         for workers in workers_list:
-            for group_size in (0, auto_group_size(workers) or 0):
+            for group_size in sorted({0, auto_group_size(workers) or 0}):  # once below the threshold
                 r = run_one(workload, workers, task_ms, tasks_per_worker, costs, group_size=group_size)
                 print(json.dumps({"task_ms": task_ms, "group_size": group_size, **r.as_dict()}), flush=True)
                 results.append((task_ms, group_size, r))
