@@ -2,7 +2,7 @@
 
     python benchmarks/simulate.py --workers 10000 --task-ms 10 --workload uniform [--group-size 100|0]
     python benchmarks/simulate.py --calibrate          # against real runs at 3-16 ranks here (~1 min)
-    python benchmarks/simulate.py --sweep --plot docs/img/scale_efficiency.png   # docs/scale.md (~10 min)
+    python benchmarks/simulate.py --sweep --plot docs/img/scale_efficiency.png   # docs/scale.md (~17 min)
 
 One call, ``map_reduce(op=sum)`` of the workload's tasks, on 1 master + N
 simulated workers (``hpcmicro.sim``): the real Master, WorkerProtocol and

@@ -392,9 +392,10 @@ class Master:
         if not any(workers[r].active for r in self._rich):
             return
         grown_victims = [workers[r] for r in sorted(grown & self._rich, key=self._order.__getitem__)]
-        passes = [(fresh & self._wanting, None)]
+        passes: list[tuple[set, list | None]] = [(fresh & self._wanting, None)]
         if grown_victims:
             passes.append((self._wanting - fresh, grown_victims))
+
         def demand(r):
             return (workers[r].state != State.IDLE, workers[r].queued_work, r)
 

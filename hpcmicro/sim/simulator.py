@@ -240,8 +240,8 @@ def _simulate(workload, workers, costs, policy, max_events, validate, group_size
             running[a] = False
             kernel_step(a, send(a, protocols[a].handle(TaskRan(b, t)), t))
         else:  # a master's driver ticks when its mailbox is empty
-            machine = master if a == 0 else groups[a]
-            if not (machine.done if a == 0 else machine.stopped):
+            over = master.done if a == 0 else groups[a].stopped
+            if not over:
                 if t >= free[a]:
                     server_event(a, lambda now: Tick(now), t)
                 push(t + costs.tick_s, _TICK, a)
