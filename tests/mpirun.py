@@ -99,13 +99,17 @@ def run_command(argv, timeout=120, env=None, cwd=None) -> MPIRun:
         full_env.update(env)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, cwd=cwd or ROOT, start_new_session=True)
+    return finish(proc, timeout, what=" ".join(map(str, argv)))
+
+
+def finish(proc: subprocess.Popen, timeout: float, what: str = "job") -> MPIRun:
+    """Wait for a started job; past ``timeout`` kill it and every rank, and fail with its output."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_job(proc.pid)
         out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s: {' '.join(map(str, argv))}\n"
-                             f"{MPIRun(None, out, err)}") from None
+        raise AssertionError(f"timed out after {timeout}s: {what}\n{MPIRun(None, out, err)}") from None
     return MPIRun(proc.returncode, out, err)
 
 

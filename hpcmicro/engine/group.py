@@ -111,7 +111,6 @@ class GroupMaster:
         self.stopped = False
         self.stop = None
         self.now = 0.0
-        self.reports_sent = 0
 
     # -- events ----------------------------------------------------------------------
     def handle(self, event) -> list:
@@ -221,7 +220,6 @@ class GroupMaster:
         self.last_status = self.now
         self.last_queued = queued
         self.requested = state in State.WANTING
-        self.reports_sent += 1
         out.append(SendReport(self.top, rep))
 
     # -- invariants ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, MPIRun, kill_job, mpiexec, run_command
+from tests.mpirun import MPI_ENV, ROOT, SCENARIOS, finish, kill_job, mpiexec, run_command
 
 PARAMS = {"n": 300, "roots": 40, "every": 0.05}
 
@@ -40,16 +40,6 @@ def start(ranks, params):
     argv = [mpiexec(), "-n", str(ranks), sys.executable, str(SCENARIOS), "checkpointed", json.dumps(params)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT, start_new_session=True)
-
-
-def finish(proc, timeout):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_job(proc.pid)
-        out, err = proc.communicate()
-        raise AssertionError(f"run did not finish in {timeout}s\n{MPIRun(None, out, err)}") from None
-    return MPIRun(proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

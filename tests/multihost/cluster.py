@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.mpirun import MPIRun, kill_job, mpiexec, run_command
+from tests.mpirun import MPIRun, mpiexec, run_command
 
 HERE = Path(__file__).resolve().parent
 FAKE_SSH = HERE / "fake_ssh.sh"
@@ -208,11 +208,3 @@ class EmulatedCluster:
                                 stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
 
 
-def finish(proc: subprocess.Popen, timeout: float) -> MPIRun:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_job(proc.pid)
-        out, err = proc.communicate()
-        raise AssertionError(f"job did not finish in {timeout}s\n{MPIRun(None, out, err)}") from None
-    return MPIRun(proc.returncode, out, err)

@@ -18,8 +18,7 @@ import pytest
 
 from hpcmicro.io.checkpoint import CheckpointError, read_checkpoint
 from hpcmicro.kernels import uts
-from tests.mpirun import SCENARIOS, kill_job, run_command
-from tests.multihost.cluster import finish
+from tests.mpirun import SCENARIOS, finish, kill_job, run_command
 from tests.multihost.programs import irregular_value
 
 PROGRAMS = Path(__file__).resolve().parent / "programs.py"

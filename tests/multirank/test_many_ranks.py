@@ -13,8 +13,8 @@ import time
 import pytest
 
 from hpcmicro.kernels import uts
-from tests.faults.test_restart import LONG, finish, reference, start
-from tests.mpirun import kill_job, run_scenario
+from tests.faults.test_restart import LONG, reference, start
+from tests.mpirun import finish, kill_job, run_scenario
 
 pytestmark = pytest.mark.skipif(os.environ.get("HPCMICRO_SLOW") != "1",
                                 reason="slow (32-64 oversubscribed ranks); set HPCMICRO_SLOW=1 to run")
