@@ -32,9 +32,21 @@ when all its members are, so no task is anywhere. STOP and ABORT travel down
 through the group. The deterministic reduction is untouched: members fold as
 before, and the end-of-call merge of every rank's blocks gives the same bits.
 
-Not built yet: snapshot rounds (checkpoints, preemption), retiring hung
-members and ULFM recovery under a hierarchy. A group master refuses SNAPSHOT,
-DRAIN and RETIRE with an error that says so (docs/scale.md).
+Snapshots (checkpoints, preemption). The top master asks a group for its
+snapshot only when every group is settled. The group then runs its inner
+master's own round over its members (CheckpointDue: stop handing out, wait for
+the members to settle, ask each for its snapshot) and answers upwards with the
+group's cut: the pool plus every member's snapshot as pending, the results
+taken before each member's snapshot, and the combine tree's blocks, which the
+group hands over (they are the top's now). Results a member reports after its
+snapshot go up in a later report, which the top takes as after the group's
+cut. DRAIN is passed to every member; the group reports DRAINED once every
+member is drained or idle and settled. A member's preemption signal goes up in
+the group's next report: only the top decides a preemption.
+
+Hung members (``task_timeout``) are retired by the group's inner master among
+its members, as one master does; a group with one member waits for it. The top
+never retires a group: a group master runs no kernel, so it never hangs.
 """
 
 from __future__ import annotations
@@ -43,7 +55,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .events import Abort, Report, SendReport, SendStop, SendTasks, Start, State, Submit, Tag, Tick, WorkerReport
+from .events import (
+    Abort, CheckpointDue, Report, SendDrain, SendReport, SendStop, SendTasks, Start, State, Submit, Tag, Tick,
+    WorkerReport,
+)
 from .master import Master
 
 __all__ = ["GroupMaster", "GroupMessage", "group_ranks", "top_policy", "auto_group_size", "GROUPS_FROM_WORKERS"]
@@ -110,6 +125,8 @@ class GroupMaster:
         self.last_queued = 0
         self.stopped = False
         self.stop = None
+        self.draining = False  # DRAIN came from the top (preemption)
+        self.signal_sent = False
         self.now = 0.0
 
     # -- events ----------------------------------------------------------------------
@@ -123,7 +140,15 @@ class GroupMaster:
             out += self.inner.handle(kind(now))
         else:
             raise TypeError(f"group master: unknown event {event!r}")
-        if not self.stopped:
+        if self.stopped:
+            return out
+        cut = self.inner.subordinate_cut
+        if cut is not None:  # the inner round asked for by the top's SNAPSHOT is complete: answer it
+            self.inner.subordinate_cut = None
+            pending, segments, failed, tree = cut
+            out.append(SendReport(self.top, self._report(self._state(), segments, failed,
+                                                         {"pending": pending, "tree": tree})))
+        else:
             self._maybe_report(out)
         return out
 
@@ -155,11 +180,14 @@ class GroupMaster:
             self.stopped = True
             self.stop = body
             out += [SendStop(r, body) for r in self.members]
-        elif tag in (Tag.SNAPSHOT, Tag.DRAIN, Tag.RETIRE):
-            name = {Tag.SNAPSHOT: "SNAPSHOT", Tag.DRAIN: "DRAIN", Tag.RETIRE: "RETIRE"}[tag]
-            raise NotImplementedError(
-                f"group master {self.rank}: {name} under hierarchical scheduling is not built yet "
-                "(checkpoints, preemption and task_timeout need a one-level master: docs/scale.md)")
+        elif tag == Tag.SNAPSHOT:
+            # The top sends it only when the call is settled at its level and no round is under way here.
+            if inner.pausing:
+                raise RuntimeError(f"group master {self.rank}: SNAPSHOT while a round is under way")
+            out += inner.handle(CheckpointDue(m.now))
+        elif tag == Tag.DRAIN:
+            self.draining = True
+            out += [SendDrain(r) for r in self.members if not inner.workers[r].retired]
         else:
             raise RuntimeError(f"group master {self.rank}: unexpected message tag {tag} from rank {m.source}")
 
@@ -178,6 +206,8 @@ class GroupMaster:
         inner = self.inner
         if inner.all_idle() and (inner.aborting or not inner.pool):
             return State.IDLE
+        if self.draining:
+            return State.DRAINED if inner.all_drained() else State.BUSY
         if inner.aborting:
             return State.BUSY
         # Ask for more while the pool holds less than a member's low-water mark per member: members'
@@ -197,30 +227,41 @@ class GroupMaster:
         aborted = inner.aborting and inner.all_aborted()
         urgent = (
             (self.error is not None and not self.error_sent)
+            or (inner.signal_seen and not self.signal_sent)
             or aborted != self.last_aborted
-            or (state in State.WANTING and (state != self.last_state or (self.acks and not self.requested)))
+            or (state != self.last_state and (state in State.WANTING or state == State.DRAINED))
+            or (state in State.WANTING and self.acks and not self.requested)
         )
-        queued = self.queued
         if not urgent:
             if self.now - self.last_status < self.STATUS_INTERVAL_S:
                 return
             if not (self.done_since or self.spawned_since or self.acks or inner.segments or inner.failed
-                    or queued != self.last_queued or state != self.last_state):
+                    or self.queued != self.last_queued or state != self.last_state):
                 return
         segments, failed = inner.take_results()
+        out.append(SendReport(self.top, self._report(state, segments, failed)))
+
+    def _report(self, state: int, segments, failed, snapshot=None) -> Report:
+        """The group's report upwards (``segments``, ``failed``: taken from the inner master)."""
+        inner = self.inner
+        queued = self.queued
+        signal = 0
+        if inner.signal_seen and not self.signal_sent:
+            signal, self.signal_sent = inner.signal_seen, True
         rep = Report(state, self.seq_seen, self.done_since, self.spawned_since, queued,
-                     inner.mean_task_s / (inner.live_workers or 1), segments or None, tuple(self.acks), aborted,
-                     self.error if not self.error_sent else None, tuple(failed))
+                     inner.mean_task_s / (inner.live_workers or 1), segments or None, tuple(self.acks),
+                     inner.aborting and inner.all_aborted(), self.error if not self.error_sent else None,
+                     tuple(failed), snapshot, None, signal)
         if self.error is not None:
             self.error_sent = True
         self.done_since = self.spawned_since = 0
         self.acks = []
         self.last_state = state
-        self.last_aborted = aborted
+        self.last_aborted = rep.aborted
         self.last_status = self.now
         self.last_queued = queued
         self.requested = state in State.WANTING
-        out.append(SendReport(self.top, rep))
+        return rep
 
     # -- invariants ------------------------------------------------------------------
     def validate(self) -> None:

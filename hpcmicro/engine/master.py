@@ -177,6 +177,10 @@ class Master:
         self._snapshots: list = []
         self._post_cut: list = []  # (results, failed) that arrived after their sender's cut
         self.final_cut_taken = False  # preemption: the cut after the drain exists
+        # A subordinate's round ends here instead of in a CutReady (engine/group.py answers its own
+        # master's SNAPSHOT with it): (pending entries, results, failed, tree part) as of the cut.
+        self.subordinate_cut: tuple | None = None
+        self.signal_seen = 0  # a subordinate passes a member's preemption signal up instead of acting on it
 
     # -- events ----------------------------------------------------------------------
     def handle(self, event) -> list:
@@ -303,7 +307,10 @@ class Master:
                 self._abort(exc.failure(MASTER), out)
         self._track_hung(w, rep)
         if rep.signal and not self.preempt_signal:
-            self._preempt(rep.signal, out)
+            if self.subordinate:
+                self.signal_seen = self.signal_seen or rep.signal
+            else:
+                self._preempt(rep.signal, out)
         if rep.error is not None and not self.aborting:
             self._abort(rep.error, out)
         self._advance(out)
@@ -462,6 +469,18 @@ class Master:
         failed, self.failed = self.failed, []
         return segments, failed
 
+    def take_tree_part(self):
+        """The combine tree's completed blocks (handed over: they are merged elsewhere now) and its lengths."""
+        if self.tree is None:
+            return None
+        blocks, self.tree.blocks = self.tree.blocks, {}
+        return self.tree.shippable_lengths(), blocks
+
+    def all_drained(self) -> bool:
+        """Every live worker is settled and runs nothing, nor will (drained for preemption, or idle)."""
+        return all(w.settled and w.state in (State.DRAINED, State.IDLE) for w in self.workers.values()
+                   if not w.retired)
+
     def give_from_pool(self, k: int) -> list:
         """About k tasks from the pool's back (the work it would hand out last), packed for sending."""
         return [e.packed() for e in self.pool.take_back(k)]
@@ -607,7 +626,10 @@ class Master:
         for snap in self._snapshots:
             pending.extend(snap["pending"])
         reason = self._round or "checkpoint"
-        out.append(CutReady(self._cut(pending), reason))
+        if self.subordinate:  # detached: the pool goes on cutting its runs before the answer is sent
+            self.subordinate_cut = ([e.packed() for e in pending], *self.take_results(), self.take_tree_part())
+        else:
+            out.append(CutReady(self._cut(pending), reason))
         for results, failed in self._post_cut:
             self._absorb(results, failed)
         self._post_cut = []

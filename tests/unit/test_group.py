@@ -10,12 +10,12 @@ from operator import add
 import pytest
 
 import hpcmicro as hm
-from hpcmicro.engine.events import Tag
+from hpcmicro.engine.events import Signalled, Tag
 from hpcmicro.engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
 from hpcmicro.engine.policies import StaticPolicy, StealPolicy
 from hpcmicro.sim import make_workload, simulate
 from tests.multirank.scenarios import fp_value, square, tree_node, tree_serial
-from tests.unit.engine_harness import Cluster
+from tests.unit.engine_harness import Cluster, check_cut
 from tests.unit.test_engine import serial_tree_fold
 
 ROOTS = [(v, 0) for v in range(2, 40)]
@@ -84,11 +84,64 @@ def test_a_member_failure_aborts_every_group(seed):
     assert all(p.stopped for p in c.workers.values())
 
 
-def test_snapshots_under_groups_are_refused_with_a_reason():
+@pytest.mark.parametrize("group_size", [2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_checkpoint_cuts_under_groups_are_consistent_and_resume_exactly(group_size, seed):
+    c = Cluster(tree_node, ROOTS, StealPolicy(), 6, seed=seed, group_size=group_size)
+    c.run(on_event=lambda cl: cl.checkpoint() if cl.events % 40 == 39 else None)
+    assert c.result() == tree_serial(ROOTS)
+    assert len(c.cuts) >= 3
+    for k, cut in enumerate(c.cuts[:: max(1, len(c.cuts) // 4)]):
+        check_cut(cut.state, len(ROOTS), c.expand_all())
+        # Resume on another layout (one master, or other groups): exactly the serial result.
+        again = Cluster(tree_node, ROOTS, StealPolicy(), 4, seed=seed + k, resume=cut.state,
+                        group_size=(None, 2, 3)[k % 3])
+        again.run()
+        assert again.result() == tree_serial(ROOTS)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reduction_under_groups_resumes_bitwise_from_any_cut(seed):
+    expected = serial_tree_fold([fp_value(range(i * 3, min(300, i * 3 + 3))) for i in range(100)])
+    c = Cluster(fp_value, hm.Range(300, 3), StealPolicy(), 6, mode="reduce", op=add, seed=seed, group_size=2)
+    c.run(on_event=lambda cl: cl.checkpoint() if cl.events % 25 == 0 else None)
+    assert c.result().hex() == expected.hex()
+    assert c.cuts
+    for k, cut in enumerate(c.cuts):
+        again = Cluster(fp_value, hm.Range(300, 3), StealPolicy(), 5, mode="reduce", op=add, seed=seed,
+                        resume=cut.state, group_size=(2, None)[k % 2])
+        again.run()
+        assert again.result().hex() == expected.hex()
+
+
+@pytest.mark.parametrize("from_member", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_preemption_under_groups_ends_with_a_final_cut_that_resumes_exactly(from_member, seed):
+    def events(cluster):
+        if cluster.events == 30:
+            cluster.checkpoint()
+        if cluster.events == 31 + seed:  # during or just after the checkpoint round
+            if from_member:  # SIGTERM reaches one member only: its group passes it up
+                member = sorted(cluster.workers)[-1]
+                cluster._send(member, cluster.workers[member].handle(Signalled(15)))
+            else:
+                cluster.preempt()
+
+    c = Cluster(tree_node, ROOTS, StealPolicy(), 6, seed=seed, group_size=3)
+    c.run(on_event=events)
+    assert c.master.stop.kind == "preempted" and c.master.stop.info == 15
+    assert c.cuts[-1].reason == "preempt"
+    final = c.cuts[-1].state
+    check_cut(final, len(ROOTS), c.expand_all())
+    again = Cluster(tree_node, ROOTS, StealPolicy(), 4, seed=seed, resume=final, group_size=2)
+    again.run()
+    assert again.result() == tree_serial(ROOTS)
+
+
+def test_a_group_master_refuses_a_retire_it_can_never_be_sent():
     c = Cluster(square, list(range(50)), StealPolicy(), 4, group_size=2)
-    c.checkpoint()
-    with pytest.raises(NotImplementedError, match="SNAPSHOT under hierarchical scheduling"):
-        c.run()
+    with pytest.raises(RuntimeError, match="unexpected message tag"):
+        c.groups[1].handle(GroupMessage(0, Tag.RETIRE, None, 0.0))
 
 
 def test_group_layout_and_bad_input():
