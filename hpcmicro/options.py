@@ -35,6 +35,9 @@ HELP = {
     "progress": "progress display on rank 0: auto (bar on a terminal, lines in a log), lines, True or False",
     "progress_every": "seconds between progress lines in a batch log",
     "trace": "write a Chrome-trace timeline of every call to this path",
+    "group_size": "two-level scheduling: workers per group master (an integer), 'node' (one group per node), "
+                  "'auto' (one master below 1,024 workers, else groups), or 0/None/'off' (one master); "
+                  "default: $HPCMICRO_GROUP_SIZE, else auto",
     "inprocess_workers": "worker threads when the job has one rank (plain python): the same engine in one process; "
                          "default: $HPCMICRO_INPROCESS_WORKERS, else 1",
 }
@@ -88,6 +91,19 @@ def _count(value: Any, name: str, minimum: int) -> int:
     return value
 
 
+def _group_size(value: Any):
+    """"auto", "node", a count of members per group, or None (one master: 0, None, "off")."""
+    if value in (None, 0, "off", "none"):
+        return None
+    if value in ("auto", "node"):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidCall(f"group_size must be 'auto', 'node', 'off' or an integer >= 1, got {value!r}")
+    return value
+
+
 def _env_count(name: str, default: int) -> int:
     text = os.environ.get(name)
     if text is None or not text.strip():
@@ -117,6 +133,7 @@ class Options:
     progress: Any = "auto"
     progress_every: float = 30.0
     trace: str | None = None
+    group_size: Any = dataclasses.field(default_factory=lambda: os.environ.get("HPCMICRO_GROUP_SIZE") or "auto")
     inprocess_workers: int = dataclasses.field(default_factory=lambda: _env_count("HPCMICRO_INPROCESS_WORKERS", 1))
 
     def __post_init__(self) -> None:
@@ -143,6 +160,7 @@ class Options:
         fix("trace", _path(self.trace, "trace"))
         if self.trace is not None and (problem := _trace_problem(self.trace)) is not None:
             raise InvalidCall(problem)
+        fix("group_size", _group_size(self.group_size))
         fix("inprocess_workers", _count(self.inprocess_workers, "inprocess_workers", 1))
 
     def replace(self, **changes: Any) -> "Options":

@@ -18,9 +18,10 @@ from typing import Any
 from .constants import MASTER
 from .driver.call import CallSpec
 from .driver.inprocess import run_inprocess
-from .driver.spmd import conclude, result_lost, run_master_rank, run_worker_rank
+from .driver.spmd import conclude, result_lost, run_group_rank, run_master_rank, run_worker_rank
 from .engine.combine import resolve_op, skip_aware
 from .engine.cut import CallState
+from .engine.group import auto_group_size, plan_groups
 from .engine.tasks import DECOMPOSITIONS, TaskSource, short_repr
 from .errors import InvalidCall, Preempted
 from .codehash import code_parts
@@ -31,7 +32,7 @@ from .mpi import signals, threads
 from .mpi import ulfm as faults
 from .mpi.collectives import deliver, wait_for_all
 from .mpi.rounds import agree_on_call
-from .mpi.devices import CPU, select_backend
+from .mpi.devices import CPU, node_of_ranks, select_backend
 from .observe.metrics import write_chrome_trace
 from .observe.progress import Progress
 from .observe.stats import CallStats
@@ -71,6 +72,7 @@ class Runtime:
         self._ulfm = False
         self._pending_trace: tuple | None = None
         self._trace_thread: threading.Thread | None = None
+        self.layout: list | None = None  # two-level scheduling: [(group master, [members])], or None
 
     __init__.__doc__ = "Options:\n" + "\n".join(f"    {k}: {v}" for k, v in HELP.items())
 
@@ -92,6 +94,7 @@ class Runtime:
             self.comm = base.Dup()
             self._bind_device()
             self.capacities = self.comm.allgather(self.options.capacity)
+            self.layout = self._plan_layout()
             signals.install()
             # Whether a dead worker can be survived; every rank must agree.
             self._ulfm = all(self.comm.allgather(faults.ulfm_available())) if self.comm.size > 1 else False
@@ -141,6 +144,21 @@ class Runtime:
                 described.setdefault(d, []).append(r)
             faults.log.info("hpcmicro: backends: %s",
                             "; ".join(f"ranks {rs}: {d}" for d, rs in described.items()))
+
+    def _plan_layout(self) -> list | None:
+        """Groups of workers under group masters (engine/group.py), from ``group_size``; None: one master.
+
+        The same on every rank: every rank computes it from the same facts (the size, the option,
+        and for node groups every rank's node, gathered here)."""
+        size, want = self.comm.size, self.options.group_size
+        if want is None or size < 3 or (want == "auto" and auto_group_size(size - 1) is None):
+            return None  # no collective needed to know it
+        node_of = node_of_ranks(self.comm) if want in ("node", "auto") else None
+        layout = plan_groups(size, want, node_of)
+        if layout and self.comm.rank == MASTER:
+            faults.log.info("hpcmicro: two-level scheduling: %d group masters over %d workers", len(layout),
+                            sum(len(m) for _, m in layout))
+        return layout
 
     def _open_session(self) -> None:
         """Rank 0 opens the checkpoint; whatever goes wrong is raised on every rank (never left in the bcast)."""
@@ -348,10 +366,17 @@ class Runtime:
                                  on_cut=on_cut, checkpoint_every=checkpoint_every,
                                  progress=progress, signal=signals.requested, signal_pending=signals.pending,
                                  preempted=preempted)
+        layout = self.layout
         if comm.rank == MASTER:
             return run_master_rank(comm, spec, opts, self.capacities, resume=resume, on_cut=on_cut,
                                    checkpoint_every=checkpoint_every, progress=progress, signal=signals.requested,
-                                   preempted=preempted)
+                                   preempted=preempted, layout=layout)
+        if layout:
+            boss = {r: g for g, members in layout for r in members}
+            if comm.rank not in boss:
+                return run_group_rank(comm, spec, opts, self.capacities, layout, preempted=preempted)
+            return run_worker_rank(comm, spec, opts, self.backend, signal=signals.requested, preempted=preempted,
+                                   master_rank=boss[comm.rank])
         return run_worker_rank(comm, spec, opts, self.backend, signal=signals.requested, preempted=preempted)
 
     def _recover(self) -> None:
@@ -360,6 +385,7 @@ class Runtime:
         self.comm, lost = faults.shrink(self.comm)
         faults.skip_finalize_at_exit()
         self.capacities = self.comm.allgather(self.options.capacity)
+        self.layout = self._plan_layout()  # on the survivors' ranks
         if self.comm.rank == MASTER:
             faults.log.warning("hpcmicro: lost rank(s) %s; continuing on %d of %d ranks from the last snapshot",
                                lost, self.comm.size, old_size)

@@ -113,9 +113,9 @@ def finish(proc: subprocess.Popen, timeout: float, what: str = "job") -> MPIRun:
     return MPIRun(proc.returncode, out, err)
 
 
-def run_scenario(ranks: int, name: str, timeout: float = 120, **params) -> MPIRun:
+def run_scenario(ranks: int, name: str, timeout: float = 120, env=None, **params) -> MPIRun:
     argv = [mpiexec(), "-n", str(ranks), sys.executable, str(SCENARIOS), name, json.dumps(params)]
-    return run_command(argv, timeout=timeout)
+    return run_command(argv, timeout=timeout, env=env)
 
 
 def run_scenario_inprocess(ranks: int, name: str, timeout: float = 120, **params) -> MPIRun:

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     obs.add_argument("--progress", choices=PROGRESS_WORDS, default="auto",
                      help=_help("progress", "here bar = True, off = False; default auto"))
     _option(obs, "--progress-every", "progress_every", float, metavar="SECONDS")
+    sched = run.add_argument_group("scheduling at scale (docs/scale.md)")
+    sched.add_argument("--group-size", dest="group_size", default=None, metavar="N|node|auto|off",
+                       type=_checked("group_size", str), help=_help("group_size"))
     run.set_defaults(handler=cmd_run)
     plan = commands.add_parser("plan", help="validate a job spec and estimate its size, without running the job",
                                description="Validate a job spec, count its tasks, and estimate work, memory and "
@@ -184,7 +187,8 @@ def run_options(spec: JobSpec, args: argparse.Namespace) -> Options:
     return Options(policy=spec.policy, device=spec.device, checkpoint=args.checkpoint,
                    checkpoint_every=args.checkpoint_every, resume=not args.fresh, retries=args.retries,
                    on_error=args.on_error, task_timeout=args.task_timeout, preempt_grace=args.preempt_grace,
-                   trace=trace, progress=PROGRESS_WORDS[args.progress], progress_every=args.progress_every)
+                   trace=trace, progress=PROGRESS_WORDS[args.progress], progress_every=args.progress_every,
+                   **({"group_size": args.group_size} if args.group_size is not None else {}))
 
 
 def resume_trace_path(trace: str | None, checkpoint: str | None, resume: bool = True) -> str | None:

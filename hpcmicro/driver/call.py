@@ -50,10 +50,10 @@ class Outcome(NamedTuple):
     timelines: list | None = None  # the workers' trace events (TaskTimes.raw), on the master, when tracing
 
 
-def make_master(spec: CallSpec, options, worker_ranks, capacities, resume=None) -> Master:
+def make_master(spec: CallSpec, options, worker_ranks, capacities, resume=None, policy=None) -> Master:
     source = spec.source
-    return Master(source.runs(), options.policy, list(worker_ranks), list(capacities), spec.mode, op=spec.op_fn,
-                  n_roots=spec.n_roots, resume=resume, payload_runs=source.payloads,
+    return Master(source.runs(), policy or options.policy, list(worker_ranks), list(capacities), spec.mode,
+                  op=spec.op_fn, n_roots=spec.n_roots, resume=resume, payload_runs=source.payloads,
                   preempt_grace_s=options.preempt_grace)
 
 

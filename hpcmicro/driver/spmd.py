@@ -19,30 +19,57 @@ from ..errors import TaskError
 from ..io.checkpoint import CheckpointError
 from ..mpi.collectives import deliver, pack_for_all, receive_packed, send_packed
 from ..engine.arrays import to_host
+from ..engine.group import GroupMaster, group_of_ranks, top_policy
 from ..mpi.rounds import gather_pieces, receive_header, send_headers, send_piece
 from ..transport.mpi import MPITransport
 from .call import (
     CallSpec, Outcome, StatsParts, make_executor, make_master, make_protocol, master_summary, ordered_results,
     reduced_value, stop_exception,
 )
+from .group import drive_group
 from .master import drive_master
 from .worker import WorkerDriver
 
-__all__ = ["conclude", "result_lost", "run_master_rank", "run_worker_rank"]
+__all__ = ["conclude", "result_lost", "run_master_rank", "run_worker_rank", "run_group_rank"]
 
 
 def run_master_rank(comm, spec: CallSpec, options, capacities, *, resume=None, on_cut=None, checkpoint_every=None,
-                    progress=None, signal=lambda: 0, preempted=None) -> Outcome:
-    master = make_master(spec, options, range(1, comm.size), capacities[1:], resume)
+                    progress=None, signal=lambda: 0, preempted=None, layout=None) -> Outcome:
+    """``layout`` (engine/group.plan_groups): the top master serves group masters, each as one worker as
+    strong as its members together; None: it serves every other rank."""
+    if layout:
+        master = make_master(spec, options, [g for g, _ in layout],
+                             [sum(capacities[r] for r in members) for _, members in layout], resume,
+                             policy=top_policy(options.policy))
+    else:
+        master = make_master(spec, options, range(1, comm.size), capacities[1:], resume)
     drive_master(master, MPITransport(comm), checkpoint_every=checkpoint_every, on_cut=on_cut, progress=progress,
                  signal=signal)
     return _master_end(comm, spec, options, master, preempted)
 
 
-def run_worker_rank(comm, spec: CallSpec, options, backend, *, signal=lambda: 0, preempted=None) -> Outcome:
+def run_worker_rank(comm, spec: CallSpec, options, backend, *, signal=lambda: 0, preempted=None,
+                    master_rank: int = MASTER) -> Outcome:
+    """``master_rank``: the rank this worker reports to (its group master under two levels)."""
     executor = make_executor(spec, options, comm.rank, comm.size, backend)
-    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, MASTER, spec.kind), signal=signal)
+    driver = WorkerDriver(MPITransport(comm), make_protocol(executor, options, master_rank, spec.kind),
+                          signal=signal)
     return driver.run(lambda stop: _worker_end(comm, spec, options, executor, stop, preempted))
+
+
+def run_group_rank(comm, spec: CallSpec, options, capacities, layout, *, preempted=None) -> Outcome:
+    """A group master's call: serve its members until STOP, then send the master its piece (the
+    combine-tree blocks it still holds; no statistics of its own: it runs no task)."""
+    members = dict(layout)[comm.rank]
+    group = GroupMaster(comm.rank, MASTER, members, [capacities[r] for r in members], options.policy, spec.mode,
+                        op=spec.op_fn, n_roots=spec.n_roots, group_of=group_of_ranks(layout))
+    drive_group(group, MPITransport(comm))
+    assert group.stop is not None  # drive_group returns once STOP came
+    tree_part = None
+    if spec.mode == "reduce" and group.stop.kind == "ok":
+        tree_part = group.inner.take_tree_part()
+    send_piece(comm, (None, None, tree_part, None))
+    return Outcome(None, stop_exception(group.stop, preempted), None, None)
 
 
 def _worker_end(comm, spec, options, executor, stop, preempted) -> Outcome:
@@ -60,7 +87,7 @@ def _master_end(comm, spec, options, master, preempted) -> Outcome:
     ranks = sorted(pieces)
     stats = StatsParts(spec.kind, options.policy.name, comm.size, master_summary(master, spec),
                        [None] + [pieces[r][0] for r in ranks], [None] + [pieces[r][1] for r in ranks])
-    timelines = [pieces[r][3] for r in ranks] if options.trace else None
+    timelines = [pieces[r][3] for r in ranks if pieces[r][3] is not None] if options.trace else None
     error = stop_exception(master.stop, preempted)
     if error is not None:
         return Outcome(stats, error, None, timelines)

@@ -56,12 +56,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import (
-    Abort, CheckpointDue, Report, SendDrain, SendReport, SendStop, SendTasks, Start, State, Submit, Tag, Tick,
+    Abort, CheckpointDue, Report, SendDrain, SendReport, SendStop, SendTasks, Start, State, Stop, Submit, Tag, Tick,
     WorkerReport,
 )
 from .master import Master
 
-__all__ = ["GroupMaster", "GroupMessage", "group_ranks", "top_policy", "auto_group_size", "GROUPS_FROM_WORKERS"]
+__all__ = ["GroupMaster", "GroupMessage", "group_ranks", "group_of_ranks", "plan_groups", "top_policy",
+           "auto_group_size", "GROUPS_FROM_WORKERS"]
 
 # Below this many workers one master is the default: the simulator shows it at efficiency >= 0.85 with
 # 10 ms tasks up to ~1,000 workers, and a second level only adds a hop (docs/scale.md).
@@ -124,7 +125,7 @@ class GroupMaster:
         self.last_status = 0.0
         self.last_queued = 0
         self.stopped = False
-        self.stop = None
+        self.stop: Stop | None = None  # how the call ended (from the top's STOP)
         self.draining = False  # DRAIN came from the top (preemption)
         self.signal_sent = False
         self.now = 0.0
@@ -291,3 +292,54 @@ def group_ranks(n_workers: int, group_size: int, first: int = 1) -> list[tuple[i
     base = first + n_groups
     return [(first + g, list(range(base + g * group_size, base + min(n_workers, (g + 1) * group_size))))
             for g in range(n_groups)]
+
+
+def plan_groups(n_ranks: int, group_size, node_of=None) -> list[tuple[int, list[int]]] | None:
+    """The layout of a call on ranks ``0 .. n_ranks-1`` (rank 0 the top master): ``[(group master, [members])]``,
+    or None for one master.
+
+    ``group_size``: "auto" (one master below GROUPS_FROM_WORKERS workers; above, one group per node if
+    the job spans several nodes, else groups of about sqrt(n)), "node" (one group per node), an
+    integer k (groups of k members), or None/0 (one master). ``node_of[r]``: rank r's node (any
+    hashable; needed for "node", and for "auto" above the threshold).
+
+    A group master is a rank of its own: the lowest of its block (fixed size) or of its node, so that
+    its members are its neighbours. A node or block left with no member gives its rank to the group
+    before it as a member.
+    """
+    workers = list(range(1, n_ranks))
+    if not group_size:
+        return None
+    if group_size == "auto":
+        if auto_group_size(len(workers)) is None:
+            return None
+        multi_node = node_of is not None and len({node_of[r] for r in workers}) > 1
+        group_size = "node" if multi_node else auto_group_size(len(workers))
+    if group_size == "node":
+        if node_of is None:
+            raise ValueError("group_size='node' needs every rank's node")
+        blocks: dict = {}
+        for r in workers:
+            blocks.setdefault(node_of[r], []).append(r)
+        chunks = list(blocks.values())
+    else:
+        k = group_size + 1  # the group master and its members
+        chunks = [workers[i:i + k] for i in range(0, len(workers), k)]
+    layout: list[tuple[int, list[int]]] = []
+    orphans: list[int] = []  # ranks of chunks too small to hold a group master and a member
+    for chunk in chunks:
+        if len(chunk) < 2:
+            orphans += chunk
+        else:
+            layout.append((chunk[0], chunk[1:]))
+    if not layout:
+        return None  # too few ranks for even one group
+    for r in orphans:  # a member of the nearest group before it (or the first group)
+        before = [i for i, (g, _) in enumerate(layout) if g < r]
+        layout[before[-1] if before else 0][1].append(r)
+    return [(g, sorted(m)) for g, m in layout]
+
+
+def group_of_ranks(layout) -> dict:
+    """Every rank of a layout -> the rank of its group's master (a group master maps to itself)."""
+    return {r: g for g, members in layout for r in members} | {g: g for g, _ in layout}

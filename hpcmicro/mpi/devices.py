@@ -108,6 +108,21 @@ def node_local_rank(comm) -> int:
         node.Free()
 
 
+def node_of_ranks(comm) -> list[int]:
+    """Every rank's node, named by the lowest rank on it (a collective: every rank of ``comm`` calls it).
+
+    Nodes are what ``MPI.COMM_TYPE_SHARED`` groups: ranks that share memory.
+    """
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        lowest = node.allreduce(comm.rank, op=MPI.MIN)
+    finally:
+        node.Free()
+    return comm.allgather(lowest)
+
+
 def select_backend(device: str, comm, local_rank: int | None = None, memory_limit=None) -> Backend:
     """The backend of this rank (called on every task-running rank, the master of a multi-rank job not).
 

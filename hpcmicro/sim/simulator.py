@@ -36,7 +36,7 @@ from operator import add
 from ..engine.combine import merge_parts
 from ..engine.events import Start, Tag, TaskRan, Tick, WorkerReport, worker_event
 from ..engine.executor import Executor
-from ..engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
+from ..engine.group import GroupMaster, GroupMessage, group_of_ranks, group_ranks, top_policy
 from ..engine.master import Master
 from ..engine.policies import get_policy
 from ..engine.tasks import TaskSource
@@ -108,8 +108,7 @@ def _simulate(workload, workers, costs, policy, max_events, validate, group_size
     groups: dict = {}
     if layout:
         ranks = [r for _, members in layout for r in members]
-        group_of = {r: g for g, members in layout for r in members}
-        group_of.update({g: g for g, _ in layout})
+        group_of = group_of_ranks(layout)
         for g, members in layout:
             groups[g] = GroupMaster(g, 0, members, [1.0] * len(members), pol, "reduce", op=add, n_roots=source.n,
                                     group_of=group_of)

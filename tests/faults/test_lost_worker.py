@@ -52,10 +52,10 @@ def test_ulfm_survives_a_killed_worker_with_the_exact_result(tmp_path, reference
     assert "lost rank(s) [3]" in run.stderr
 
 
-def _mpirun_ulfm(n, scenario, params):
+def _mpirun_ulfm(n, scenario, params, env=None, timeout=120):
     argv = [str(OMPI_VENV / "bin" / "mpirun"), "--with-ft", "ulfm", "--oversubscribe", "-n", str(n),
             str(OMPI_VENV / "bin" / "python"), str(SCENARIOS), scenario, json.dumps(params)]
-    return run_command(argv, timeout=120, env=OMPI_ENV)
+    return run_command(argv, timeout=timeout, env=OMPI_ENV | (env or {}))
 
 
 @needs_ulfm

@@ -35,8 +35,8 @@ def clean_long():
     return reference(LONG)
 
 
-def start(ranks, params):
-    env = dict(os.environ, **MPI_ENV, PYTHONPATH=str(ROOT))
+def start(ranks, params, env=None):
+    env = dict(os.environ, **MPI_ENV, PYTHONPATH=str(ROOT), **(env or {}))
     argv = [mpiexec(), "-n", str(ranks), sys.executable, str(SCENARIOS), "checkpointed", json.dumps(params)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT, start_new_session=True)

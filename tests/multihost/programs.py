@@ -79,12 +79,12 @@ def uts_hosts(p):
     from hpcmicro.kernels import uts
 
     params = getattr(uts, p.get("preset", "SMALL_GEO"))
-    with hm.Runtime(policy=p.get("policy", "steal")) as rt:
+    with hm.Runtime(policy=p.get("policy", "steal"), group_size=p.get("group_size", "auto")) as rt:
         per_host = rt.map_reduce(functools.partial(uts_where, params), [uts.root(params)], op=merge_counts)
         workers = [{"rank": w["rank"], "tasks": w["tasks"], "steals_received": w["steals_received"]}
                    for w in rt.stats.workers]
         emit(rt.rank, per_host=per_host, hostname=socket.gethostname(), steals=rt.stats.steals,
-             tasks=rt.stats.tasks, workers=workers)
+             tasks=rt.stats.tasks, workers=workers, layout=rt.layout)
 
 
 def irregular_value(i):

@@ -86,6 +86,25 @@ def test_uts_count_steals_across_hosts(cluster):
     assert all(reps[r]["per_host"] == rep["per_host"] for r in range(4))
 
 
+@pytest.mark.timeout(90)
+def test_one_group_per_host_from_the_shared_memory_split(cluster):
+    """group_size="node": each host's lowest rank serves the others there; work crosses hosts only
+    between the groups, brokered by the master."""
+    run = cluster.run([("a", 3), ("b", 3)],
+                      [PY, PROGRAMS, "uts_hosts", json.dumps({"preset": "SMALL_GEO", "group_size": "node"})],
+                      timeout=60)
+    reps = by_rank(run)
+    rep = reps[0]
+    assert all(reps[r]["layout"] == [[1, [2]], [3, [4, 5]]] for r in range(6)), reps  # ranks 0-2 on a, 3-5 on b
+    assert sum(rep["per_host"].values()) == uts.serial_count(uts.SMALL_GEO) == rep["tasks"]
+    assert set(rep["per_host"]) == {"mh-a", "mh-b"} and min(rep["per_host"].values()) > 0
+    assert rep["steals"] > 0  # the one root starts in host a's group: host b's got work by a steal
+    workers = {w["rank"]: w for w in rep["workers"]}
+    assert sorted(workers) == [2, 4, 5]  # group masters run no task
+    assert workers[2]["tasks"] == rep["per_host"]["mh-a"]
+    assert workers[4]["tasks"] + workers[5]["tasks"] == rep["per_host"]["mh-b"]
+
+
 @pytest.fixture(scope="module")
 def irregular_reference():
     """The same program in one process (no mpiexec): hpcmicro's in-process master and worker."""

@@ -343,11 +343,11 @@ def lose_worker(p):
                                wait_for=p.get("checkpoint"))
     with hm.Runtime(policy=p.get("policy", "steal"), checkpoint_every=p.get("every", 0.2),
                     checkpoint=p.get("checkpoint")) as rt:
-        size0 = rt.size
+        size0, layout0 = rt.size, rt.layout
         total = rt.map_reduce(kernel, list(range(n)))
         listed = rt.map(slow_tree, [(i, 0) for i in range(20)])
         emit(rt.rank, total=float(total).hex(), listed=hashlib.sha256(repr(listed).encode()).hexdigest(),
-             size_before=size0, size_after=rt.size, ulfm=rt._ulfm)
+             size_before=size0, size_after=rt.size, ulfm=rt._ulfm, layout_before=layout0, layout_after=rt.layout)
 
 
 SCENARIOS["lose_worker"] = lose_worker

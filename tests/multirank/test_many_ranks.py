@@ -1,9 +1,8 @@
-"""32 and 64 ranks oversubscribed on this machine (one master): exact counts, bitwise reductions,
-kill and resume. Slow (tens of seconds each on 2 cores): only with HPCMICRO_SLOW=1, as CI sets.
+"""32 and 64 ranks oversubscribed on this machine, with one master and with groups forced small
+(4 workers per group master): exact counts, bitwise reductions, kill and resume, a lost worker
+under ULFM. Slow (tens of seconds each on 2 cores): only with HPCMICRO_SLOW=1, as CI sets.
 
-Everything runs under a timeout; a failure on one rank ends the job (tests/mpirun.py). Two-level
-scheduling is not wired into the MPI driver yet (docs/scale.md), so these check the one-level
-master past the 16 ranks the other tests use.
+Everything runs under a timeout; a failure on one rank ends the job (tests/mpirun.py).
 """
 
 import math
@@ -12,7 +11,9 @@ import time
 
 import pytest
 
+from hpcmicro.engine.group import plan_groups
 from hpcmicro.kernels import uts
+from tests.faults.test_lost_worker import _mpirun_ulfm, needs_ulfm
 from tests.faults.test_restart import LONG, reference, start
 from tests.mpirun import finish, kill_job, run_scenario
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("HPCMICRO_SLOW") != "1",
                                 reason="slow (32-64 oversubscribed ranks); set HPCMICRO_SLOW=1 to run")
 
 RANKS = [32, 64]
+GROUPS = {"HPCMICRO_GROUP_SIZE": "4"}  # 32 ranks: 6 groups of 4 and one of 6; 64: 12 of 4 and one of 3
 
 
 def reports(run, n):
@@ -29,19 +31,21 @@ def reports(run, n):
     return reps
 
 
+@pytest.mark.parametrize("env", [None, GROUPS], ids=["one-master", "groups"])
 @pytest.mark.parametrize("n", RANKS)
-def test_uts_count_is_exact_and_spread_over_many_workers(n):
-    rep = run_scenario(n, "tree_search", timeout=400, preset="SMALL_BIN", policy="steal").report()
+def test_uts_count_is_exact_and_spread_over_many_workers(n, env):
+    rep = run_scenario(n, "tree_search", timeout=400, env=env, preset="SMALL_BIN", policy="steal").report()
     assert rep["count"] == rep["serial"] == uts.serial_count(uts.SMALL_BIN)
     assert rep["steals"] > 0
-    # One root: only steals spread it. On 2 cores most of the 31-63 workers start after the tree is gone.
+    # One root: only steals spread it. On 2 cores most of the workers start after the tree is gone.
     assert sum(1 for t in rep["per_worker"] if t) > 1, rep["per_worker"]
-    assert len(rep["per_worker"]) == n - 1
+    workers = n - 1 if env is None else sum(len(m) for _, m in plan_groups(n, 4))
+    assert len(rep["per_worker"]) == workers
 
 
 def test_reductions_are_bitwise_those_of_8_ranks():
-    def values(n):
-        reps = reports(run_scenario(n, "fp_reduce", timeout=400, policy="steal", n=3000), n)
+    def values(n, env=None):
+        reps = reports(run_scenario(n, "fp_reduce", timeout=400, env=env, policy="steal", n=3000), n)
         got = {(r["total"], r["array"], r["amin"]) for r in reps.values()}
         assert len(got) == 1, f"ranks of one run disagree: {got}"
         rep = reps[0]
@@ -51,12 +55,14 @@ def test_reductions_are_bitwise_those_of_8_ranks():
     reference_8 = values(8)
     for n in RANKS:
         assert values(n) == reference_8, n
+        assert values(n, GROUPS) == reference_8, (n, "groups")
 
 
-def test_killed_at_64_ranks_resumes_exactly_at_32(tmp_path):
+@pytest.mark.parametrize("env", [None, GROUPS], ids=["one-master", "groups"])
+def test_killed_at_64_ranks_resumes_exactly_at_32(tmp_path, env):
     clean = reference(LONG)
     params = dict(LONG, checkpoint=str(tmp_path / "run.h5"), policy="steal")
-    proc = start(64, params)
+    proc = start(64, params, env=env)
     deadline = time.monotonic() + 300
     while not (tmp_path / "run.h5").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)  # kill once the first checkpoint is on disk
@@ -65,7 +71,26 @@ def test_killed_at_64_ranks_resumes_exactly_at_32(tmp_path):
     time.sleep(0.5)
     kill_job(proc.pid)
     proc.communicate()
-    run = finish(start(32, params), timeout=400)
+    run = finish(start(32, params, env=env), timeout=400)
     assert run.returncode == 0, str(run)
     rep = run.report()
     assert {k: rep[k] for k in clean} == clean
+
+
+@needs_ulfm
+def test_ulfm_a_member_lost_at_32_ranks_in_groups(tmp_path):
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    (ref_dir / "died").touch()  # nobody dies: the reference
+    ref = _mpirun_ulfm(4, "lose_worker", {"marker_dir": str(ref_dir), "victim": 1}).report()
+    layout = plan_groups(32, 4)
+    victim = layout[3][1][-1]  # the last member of the fourth group
+    run = _mpirun_ulfm(32, "lose_worker", {"marker_dir": str(tmp_path), "victim": victim, "after": 60}, env=GROUPS,
+                       timeout=400)
+    assert (tmp_path / "died").exists(), "the victim never died: the test proves nothing\n" + str(run)
+    reps = {r["rank"]: r for r in run.reports()}
+    assert sorted(reps) == list(range(31)), str(run)
+    for rep in reps.values():
+        assert rep["size_after"] == 31 and rep["layout_before"] == [[g, m] for g, m in layout]
+        assert rep["layout_after"] == [[g, m] for g, m in plan_groups(31, 4)]
+        assert (rep["total"], rep["listed"]) == (ref["total"], ref["listed"])

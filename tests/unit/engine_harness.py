@@ -20,7 +20,7 @@ from hpcmicro.engine.events import (
     CheckpointDue, CutReady, Preempt, Report, Start, Tag, TaskRan, Tick, WorkerReport, worker_event,
 )
 from hpcmicro.engine.executor import Executor
-from hpcmicro.engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
+from hpcmicro.engine.group import GroupMaster, GroupMessage, group_of_ranks, group_ranks, top_policy
 from hpcmicro.engine.master import Master
 from hpcmicro.engine.tasks import RootRun, Spawned, TaskSource
 from hpcmicro.engine.worker import EXIT, RUN, WorkerProtocol
@@ -75,7 +75,7 @@ class Cluster:
         if group_size:
             layout = group_ranks(n_workers, group_size)
             ranks = [r for _, members in layout for r in members]
-            group_of = {r: g for g, members in layout for r in members} | {g: g for g, _ in layout}
+            group_of = group_of_ranks(layout)
             caps = dict(zip(ranks, capacities or [1.0] * n_workers))
             for g, members in layout:
                 self.groups[g] = GroupMaster(g, 0, members, [caps[r] for r in members], policy, mode, op=op,

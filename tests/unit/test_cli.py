@@ -426,6 +426,7 @@ def test_policy_device_and_progress_flags_offer_the_shared_names():
     (["--task-timeout", "-2"], "argument --task-timeout: task_timeout must be a positive number, got -2.0"),
     (["--preempt-grace", "-1"], "argument --preempt-grace: preempt_grace must be a positive number, got -1.0"),
     (["--progress-every", "x"], "argument --progress-every: invalid float value: 'x'"),
+    (["--group-size", "big"], "argument --group-size: group_size must be 'auto', 'node', 'off' or an integer >= 1"),
 ])
 def test_bad_option_values_are_refused_by_options_before_mpi(tmp_path, argv, message, capsys):
     assert cli.main(["run", str(tmp_path / "any.toml"), *argv]) == EXIT_BAD_INPUT
@@ -444,6 +445,10 @@ def test_run_options_from_the_command_line(pi_job):
     assert (options.retries, options.on_error, options.task_timeout, options.preempt_grace) == (2, "skip", 1.5, 0.0)
     assert (options.resume, options.progress, options.checkpoint) == (False, False, "c.h5")
     assert options.checkpoint_every == Options().checkpoint_every  # not given: the Runtime's default
+    assert options.group_size == "auto"  # not given: the Runtime's default ($HPCMICRO_GROUP_SIZE, else auto)
+    for given, expected in (("4", 4), ("node", "node"), ("off", None)):
+        args = cli.build_parser().parse_args(["run", str(pi_job), "--group-size", given])
+        assert cli.run_options(spec, args).group_size == expected
 
 
 class RecordingRuntime:

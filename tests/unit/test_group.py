@@ -5,13 +5,18 @@ The harness (tests/unit/engine_harness.py) delivers messages in a random order
 event, and checks that every task is pending or finished exactly once.
 """
 
+import math
 from operator import add
 
 import pytest
 
 import hpcmicro as hm
 from hpcmicro.engine.events import Signalled, Tag
-from hpcmicro.engine.group import GroupMaster, GroupMessage, group_ranks, top_policy
+from hpcmicro.engine.group import (
+    GROUPS_FROM_WORKERS, GroupMaster, GroupMessage, group_of_ranks, group_ranks, plan_groups, top_policy,
+)
+from hpcmicro.errors import InvalidCall
+from hpcmicro.options import Options
 from hpcmicro.engine.policies import StaticPolicy, StealPolicy
 from hpcmicro.sim import make_workload, simulate
 from tests.multirank.scenarios import fp_value, square, tree_node, tree_serial
@@ -154,6 +159,44 @@ def test_group_layout_and_bad_input():
     g = GroupMaster(1, 0, [2, 3], [1.0, 1.0], StealPolicy(), "map")
     with pytest.raises(RuntimeError, match="not a member"):
         g.handle(GroupMessage(9, Tag.REPORT, None, 0.0))
+
+
+def test_mpi_layouts_by_size_and_by_node():
+    # Fixed size: blocks of a group master and its members, in rank order (neighbours share a node).
+    assert plan_groups(7, 2) == [(1, [2, 3]), (4, [5, 6])]
+    assert plan_groups(8, 2) == [(1, [2, 3]), (4, [5, 6, 7])]  # a master with no member joins the group before
+    assert plan_groups(9, 3) == [(1, [2, 3, 4]), (5, [6, 7, 8])]
+    assert plan_groups(2, 2) is None and plan_groups(9, None) is None
+    # By node: the lowest rank on each node serves the others there; rank 0's node keeps its other ranks.
+    node_of = [0, 0, 0, 3, 3, 3, 3, 7, 7]
+    assert plan_groups(9, "node", node_of) == [(1, [2]), (3, [4, 5, 6]), (7, [8])]
+    # Ranks 1 and 4 are alone on theirs: members of the group before them, or of the first one.
+    assert plan_groups(5, "node", [0, 0, 2, 2, 4]) == [(2, [1, 3, 4])]
+    # Auto: one master below the threshold; above, per node when there are several nodes, else ~sqrt(n).
+    assert plan_groups(GROUPS_FROM_WORKERS, "auto") is None
+    many = plan_groups(2001, "auto")
+    assert len(many) == math.ceil(2000 / (45 + 1)) and {len(m) for _, m in many} == {45, 2000 - 43 * 46 - 1}
+    assert sorted(r for g, m in many for r in [g, *m]) == list(range(1, 2001))
+    nodes = [r // 128 for r in range(2048)]
+    by_node = plan_groups(2048, "auto", nodes)
+    assert len(by_node) == 16 and all(g % 128 in (0, 1) for g, _ in by_node)
+    assert group_of_ranks([(1, [2, 3])]) == {1: 1, 2: 1, 3: 1}
+    with pytest.raises(ValueError, match="needs every rank's node"):
+        plan_groups(9, "node")
+
+
+@pytest.mark.parametrize("value,expected", [("auto", "auto"), ("node", "node"), (4, 4), ("4", 4), (0, None),
+                                            (None, None), ("off", None)])
+def test_the_group_size_option(value, expected, monkeypatch):
+    assert Options(group_size=value).group_size == expected
+    monkeypatch.setenv("HPCMICRO_GROUP_SIZE", "3")
+    assert Options().group_size == 3
+
+
+@pytest.mark.parametrize("bad", [-1, "many", 2.5, True])
+def test_a_bad_group_size_is_refused_by_name(bad):
+    with pytest.raises(InvalidCall, match="group_size must be"):
+        Options(group_size=bad)
 
 
 def test_top_policy_takes_larger_chunks_and_leaves_the_given_policy_alone():
