@@ -35,6 +35,7 @@ overlaps a snapshot round (it waits for the round to end).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 
@@ -156,7 +157,11 @@ class Master:
         # with no measured task time yet).
         self._order = {r: i for i, r in enumerate(self.workers)}
         self._rich: set = set()  # ranks with queued >= policy.min_victim_queued
-        self._victims_list: list | None = None  # _rich's views in rank order (None: to rebuild)
+        # _rich's views most queued work first, for pick_victim: a heap of (-queued work, rank order,
+        # rank, stamp), where only an entry with its rank's latest stamp counts (the others are left
+        # to be dropped when popped). A steal then costs O(log n), not a scan of every victim.
+        self._by_work: list = []
+        self._stamp: dict = {}
         # With no pool, a thief is tried again only when it reports or when some worker's queued work
         # grew: nothing else can turn a failed steal into a possible one (_serve_wanting).
         self._fresh_thieves: set = set()
@@ -257,7 +262,6 @@ class Master:
         w.state = rep.state
         w.seq_seen = rep.seq_seen
         work_before = w.queued_work
-        self._set_queued(w, rep.queued)
         self._weighted_s -= w.mean_task_s * w.done
         if rep.mean_task_s and rep.mean_task_s != w.mean_task_s:
             if not w.retired:
@@ -267,6 +271,7 @@ class Master:
                     self._unmeasured -= 1
                 self._speed_sum += w.capacity / rep.mean_task_s
             w.mean_task_s = rep.mean_task_s
+        self._set_queued(w, rep.queued)
         w.aborted = rep.aborted
         w.done += rep.done
         self._done_total += rep.done
@@ -432,7 +437,7 @@ class Master:
 
     def _steal_for(self, w: WorkerView, out, victims=None) -> bool:
         """Broker a steal for w from the best of ``victims`` (default: every possible one)."""
-        victim = self.policy.pick_victim(w, self._victims() if victims is None else victims)
+        victim = self._pick_victim(w, victims)
         if victim is None:
             return False
         k = self.policy.steal_size(victim.queued)
@@ -454,7 +459,7 @@ class Master:
             return None
         outsider = WorkerView(thief, 0.0)
         outsider.state = State.IDLE
-        victim = self.policy.pick_victim(outsider, self._victims())
+        victim = self._pick_victim(outsider)
         if victim is None:
             return None
         k = self.policy.steal_size(victim.queued)
@@ -507,12 +512,45 @@ class Master:
     def all_aborted(self) -> bool:
         return all(w.aborted for w in self.workers.values() if not w.retired)
 
-    def _victims(self) -> list:
-        """Only workers holding enough to give can be victims: the others' order and ties do not matter.
-        Kept until the set of them changes (a steal's victim may leave it)."""
-        if self._victims_list is None:
-            self._victims_list = [self.workers[r] for r in sorted(self._rich, key=self._order.__getitem__)]
-        return self._victims_list
+    def _pick_victim(self, thief: WorkerView, victims: list | None = None):
+        """The policy's victim for ``thief`` among ``victims`` (default: every worker holding enough to
+        give), offered most queued work first, ties in rank order (Policy.pick_victim)."""
+        if victims is not None:
+            return self.policy.pick_victim(thief, sorted(victims, key=self._work_key))
+        views = self._victims_by_work()
+        try:
+            return self.policy.pick_victim(thief, views)
+        finally:
+            views.close()  # puts back what it took
+
+    def _work_key(self, w: WorkerView) -> tuple:
+        return (-w.queued_work, self._order[w.rank])
+
+    def _victims_by_work(self):
+        """_rich's views, most queued work first, lazily from the heap; those taken go back on close."""
+        heap, stamp, rich, taken = self._by_work, self._stamp, self._rich, []
+        try:
+            while heap:
+                entry = heapq.heappop(heap)
+                rank = entry[2]
+                if entry[3] != stamp[rank] or rank not in rich:
+                    continue  # stale: a newer entry, or none, stands for it
+                taken.append(entry)
+                yield self.workers[rank]
+        finally:
+            for entry in taken:
+                heapq.heappush(heap, entry)
+
+    def _index(self, w: WorkerView) -> None:
+        """w's queued work changed: its heap entry (if it can be a victim) is a new one."""
+        if w.rank not in self._rich:
+            return
+        heap, stamp = self._by_work, self._stamp
+        stamp[w.rank] = s = stamp.get(w.rank, 0) + 1
+        heapq.heappush(heap, (-w.queued_work, self._order[w.rank], w.rank, s))
+        if len(heap) > 2 * len(self._rich) + 64:  # mostly stale: keep it proportional to the victims
+            self._by_work = [e for e in heap if e[3] == stamp[e[2]] and e[2] in self._rich]
+            heapq.heapify(self._by_work)
 
     def _share(self, w: WorkerView) -> float:
         """w's fraction of the pool's next hand-outs: capacity times measured speed.
@@ -537,11 +575,11 @@ class Master:
         w.queued = queued
         rich = queued >= self._victim_floor(w)
         if rich != (w.rank in self._rich):
-            self._victims_list = None
             if rich:
                 self._rich.add(w.rank)
             else:
                 self._rich.discard(w.rank)
+        self._index(w)
 
     # -- hung workers ----------------------------------------------------------------
     def _retire_hung(self, out) -> None:
@@ -712,8 +750,8 @@ class Master:
         assert self._queued_total == sum(v.queued for v in views), "queued total drifted"
         assert self._unmeasured == sum(1 for v in live if not v.mean_task_s), "unmeasured count drifted"
         assert self._live == len(live), "live count drifted"
-        if self._victims_list is not None:
-            assert [v.rank for v in self._victims_list] == sorted(self._rich, key=self._order.__getitem__)
+        current = {e[2]: e[:2] for e in self._by_work if e[3] == self._stamp[e[2]] and e[2] in self._rich}
+        assert current == {r: self._work_key(self.workers[r]) for r in self._rich}, "victim heap drifted"
         assert self._idle == {v.rank for v in live if v.idle}, "idle set drifted"
         assert self._done_total == sum(v.done for v in views)
         close = math.isclose

@@ -95,9 +95,12 @@ class Policy:
     per_capacity: bool = False
 
     def pick_victim(self, thief, views):
-        """The view to steal from for ``thief``, or None. It must be monotone: a thief that asks for
-        less (IDLE rather than LOW, less queued work of its own) never gets None where one asking
-        more gets a victim. The master stops trying thieves at the first None (master._serve_wanting)."""
+        """The view to steal from for ``thief``, or None. ``views`` (an iterable, read once) come most
+        queued work first, ties in rank order: a policy that wants the most work stops at the first
+        it accepts, so a steal costs O(log n) at 10**4 workers, not a scan. It must be monotone: a
+        thief that asks for less (IDLE rather than LOW, less queued work of its own) never gets None
+        where one asking more gets a victim. The master stops trying thieves at the first None
+        (master._serve_wanting)."""
         return None
 
     def steal_size(self, queued: int) -> int:
@@ -167,15 +170,12 @@ class StealPolicy(Policy):
             min_queued, factor = self.IDLE_THIEF_MIN_QUEUED, 0.0
         else:
             min_queued, factor = self.LOW_THIEF_MIN_QUEUED, self.LOW_THIEF_FACTOR
-        best, best_work = None, 0.0
-        floor = factor * thief.queued_work
-        for v in views:
+        for v in views:  # most queued work first: the first acceptable one is the best
             if v is thief or not v.active or v.queued < min_queued:
                 continue
             work = v.queued_work
-            if work > best_work and work >= floor:
-                best, best_work = v, work
-        return best
+            return v if work > 0.0 and work >= factor * thief.queued_work else None
+        return None
 
     def steal_size(self, queued: int) -> int:
         return queued // 2  # the victim keeps the (smaller) front half it is about to run
