@@ -902,8 +902,10 @@ def foreign_sections(path):
     except OSError:
         return []
     blocks = []
-    for m in re.finditer(r"<!-- ([\w.-]+):begin -->", text):
+    for m in re.finditer(r"<!-- ([\w.-]+):begin(?: \([^)]*\))? -->", text):  # "(hand-written)" may follow
         name = m.group(1)
+        if name == "analysis":
+            continue  # kept by old_analysis, in its own place
         end = f"<!-- {name}:end -->"
         stop = text.find(end, m.end())
         if stop >= 0:
