@@ -92,9 +92,9 @@ class Runtime:
                 threads.require_serialized(MPI, base)
             wait_for_all(base)  # Dup is a blocking collective: don't spin while others arrive
             self.comm = base.Dup()
+            self.layout = self._plan_layout()  # first: a group master runs no task, so it takes no device
             self._bind_device()
             self.capacities = self.comm.allgather(self.options.capacity)
-            self.layout = self._plan_layout()
             signals.install()
             # Whether a dead worker can be survived; every rank must agree.
             self._ulfm = all(self.comm.allgather(faults.ulfm_available())) if self.comm.size > 1 else False
@@ -121,7 +121,8 @@ class Runtime:
 
     def _bind_device(self) -> None:
         """Choose every task-running rank's backend; errors (device="gpu" without one) on every rank."""
-        runs_tasks = self.comm.rank != MASTER or self.comm.size == 1
+        group_masters = {g for g, _ in self.layout or ()}
+        runs_tasks = (self.comm.rank != MASTER and self.comm.rank not in group_masters) or self.comm.size == 1
         error = None
         self.backend = None
         if runs_tasks:
@@ -132,7 +133,8 @@ class Runtime:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001  (anything else must not leave the others in the allgather)
                 error = f"choosing the device failed: {type(exc).__name__}: {exc}"
-        seen = self.comm.allgather((error, self.backend.describe() if self.backend else "master"))
+        idle = "master" if self.comm.rank == MASTER else "group master"
+        seen = self.comm.allgather((error, self.backend.describe() if self.backend else idle))
         failed = [f"rank {r}: {e}" for r, (e, _) in enumerate(seen) if e]
         if failed:
             self.comm.Free()

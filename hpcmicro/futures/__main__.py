@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     from ._pool import Pool, serve
     from ._workers import release_workers, split_workers
 
-    rt = hm.Runtime(**settings).open()
+    rt = hm.Runtime(group_size=None, **settings).open()  # one master: no group masters in an open call
     workers = split_workers(rt.comm)
     sys.argv = script_argv
     if rt.comm.size == 1:  # nothing to serve: executors run on threads of this process

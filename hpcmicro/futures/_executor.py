@@ -410,7 +410,8 @@ def _local_pool(max_workers, task_timeout=None) -> Pool:
         raise RuntimeError("MPIPoolExecutor in a job of several ranks needs the shared pool: run the script as "
                            "`mpiexec -n N python -m hpcmicro.futures script.py` (hpcmicro does not spawn processes)")
     workers = max_workers or os.cpu_count() or 1
-    rt = hm.Runtime(comm=MPI.COMM_SELF, inprocess_workers=workers, task_timeout=task_timeout).open()
+    rt = hm.Runtime(comm=MPI.COMM_SELF, inprocess_workers=workers, task_timeout=task_timeout,
+                    group_size=None).open()
     return Pool(rt)
 
 
@@ -449,8 +450,9 @@ class MPICommExecutor:
         comm = self._comm
         # The engine's master is rank 0: reorder so that ``root`` is.
         ordered = comm.Split(0, 0 if comm.Get_rank() == self._root else comm.Get_rank() + 1)
-        # alone: one worker thread, as mpi4py has one
-        rt = hm.Runtime(comm=ordered, inprocess_workers=1, task_timeout=self._task_timeout).open()
+        # One master (an open-ended call has no group masters: docs/scale.md); alone: one worker thread,
+        # as mpi4py has one.
+        rt = hm.Runtime(comm=ordered, inprocess_workers=1, task_timeout=self._task_timeout, group_size=None).open()
         workers = split_workers(rt.comm)
         if comm.Get_size() == 1 or comm.Get_rank() == self._root:
             self._executor = _CommExecutor(rt, ordered, workers, self._initializer, self._initargs)

@@ -109,7 +109,7 @@ def serial_equal(p):
             "tree_concat": concat == "".join(tree_serial(roots)),
             "blocks": blocks == [(s[0].start, s[1].stop) for s in hm.Blocks((10, 13), (3, 4))],
         }
-        emit(rt.rank, ok=ok, size=rt.size, tree_tasks=rt.stats.tasks)
+        emit(rt.rank, ok=ok, size=rt.size, tree_tasks=rt.stats.tasks, backend=rt.backend is not None)
 
 
 def fp_reduce(p):

@@ -71,6 +71,8 @@ def test_results_equal_serial_under_groups(policy):
     assert sorted(r["rank"] for r in reps) == list(range(7))
     for rep in reps:
         assert all(rep["ok"].values()), (rep["rank"], rep["ok"])
+    # Only the members took a device (a backend): the master and the group masters run no task.
+    assert {r["rank"] for r in reps if r["backend"]} == {r for _, m in plan_groups(7, 2) for r in m}
 
 
 def test_a_kernel_error_under_groups_is_a_task_error_on_every_rank():
