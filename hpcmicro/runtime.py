@@ -388,6 +388,11 @@ class Runtime:
         faults.skip_finalize_at_exit()
         self.capacities = self.comm.allgather(self.options.capacity)
         self.layout = self._plan_layout()  # on the survivors' ranks
+        group_masters = {g for g, _ in self.layout or ()}
+        if self.backend is None and self.comm.rank != MASTER and self.comm.rank not in group_masters:
+            # A group master before the shrink is a member now (ranks were renumbered): it needs a device.
+            self.backend = select_backend(self.options.device, self.comm,
+                                          memory_limit=self.options.device_memory_limit)
         if self.comm.rank == MASTER:
             faults.log.warning("hpcmicro: lost rank(s) %s; continuing on %d of %d ranks from the last snapshot",
                                lost, self.comm.size, old_size)

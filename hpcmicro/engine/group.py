@@ -147,8 +147,13 @@ class GroupMaster:
         if cut is not None:  # the inner round asked for by the top's SNAPSHOT is complete: answer it
             self.inner.subordinate_cut = None
             pending, segments, failed, tree = cut
-            out.append(SendReport(self.top, self._report(self._state(), segments, failed,
-                                                         {"pending": pending, "tree": tree})))
+            state = self._state()
+            if state == State.IDLE and (self.inner.segments or self.inner.failed):
+                # Results that came after the cut are not in this report, though their tasks were counted
+                # done: the top must not take the group for idle (and end the call) before they arrive.
+                state = State.BUSY
+            out.append(SendReport(self.top, self._report(state, segments, failed, {"pending": pending, "tree": tree})))
+            self._maybe_report(out)  # those results at once, if with them the group is idle
         else:
             self._maybe_report(out)
         return out

@@ -8,9 +8,10 @@ submissions batched automatically, and futures accepted as arguments
 (dependencies). ``import hpcmicro.futures`` does not initialize MPI.
 """
 
+import concurrent.futures as _cf
 from concurrent.futures import (
     ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, BrokenExecutor, CancelledError, Executor, Future,
-    InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor, TimeoutError, as_completed, wait,
+    InvalidStateError, TimeoutError, as_completed, wait,
 )
 
 from ._executor import DependencyError, MPICommExecutor, MPIPoolExecutor, TaskFuture
@@ -26,3 +27,11 @@ __all__ = [
     # re-exported from concurrent.futures, as mpi4py.futures does
     "Executor", "InvalidStateError", "ThreadPoolExecutor", "ProcessPoolExecutor",
 ]
+
+
+def __getattr__(name):
+    # As concurrent.futures itself: the pool executors on first use (ProcessPoolExecutor imports
+    # multiprocessing, 20 ms at every rank's start, which a script that never uses it should not pay).
+    if name in ("ThreadPoolExecutor", "ProcessPoolExecutor"):
+        return getattr(_cf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

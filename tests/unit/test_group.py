@@ -225,3 +225,35 @@ def test_one_master_stays_the_default_below_the_threshold():
     assert auto_group_size(GROUPS_FROM_WORKERS - 1) is None
     assert auto_group_size(10_000) == 100
     assert auto_group_size(100_000) == 316
+
+
+def test_results_after_a_members_snapshot_reach_the_top_before_the_group_says_idle():
+    """Member 2 finishes its task after its snapshot; member 3 finished before its own. The group's cut
+    has 3's result only; 2's (already counted done) must come before the top may take the group for
+    idle, or the call could end without it (found by the checkpoint test under load)."""
+    from hpcmicro.engine.events import Report, SendReport, SendSnapshot, Start, State
+    from hpcmicro.engine.tasks import RootRun
+
+    g = GroupMaster(1, 0, [2, 3], [1.0, 1.0], StealPolicy(), "map", n_roots=2)
+    g.handle(Start(0.0))
+    out = g.handle(GroupMessage(0, Tag.TASKS, (1, [RootRun(0, 2)]), 0.01))
+    assert sorted(i.dest for i in out if i.tag == Tag.TASKS) == [2, 3]
+
+    def rep(state, done=0, results=None, queued=0, snapshot=None):
+        return Report(state, 1, done, 0, queued, 0.001, results, (), False, None, (), snapshot)
+
+    for m in (2, 3):
+        g.handle(GroupMessage(m, Tag.REPORT, rep(State.BUSY, queued=0), 0.02))
+    out = g.handle(GroupMessage(0, Tag.SNAPSHOT, None, 0.03))
+    assert sorted(i.dest for i in out if isinstance(i, SendSnapshot)) == [2, 3]
+    g.handle(GroupMessage(2, Tag.REPORT, rep(State.BUSY, snapshot={"pending": [RootRun(0, 1)], "tree": None}),
+                          0.04))
+    g.handle(GroupMessage(2, Tag.REPORT, rep(State.IDLE, done=1, results=[((0,), ["r0"])]), 0.05))  # after its cut
+    out = g.handle(GroupMessage(3, Tag.REPORT, rep(State.IDLE, done=1, results=[((1,), ["r1"])],
+                                                   snapshot={"pending": [], "tree": None}), 0.06))
+    reports = [i.report for i in out if isinstance(i, SendReport)]
+    cut, after = reports[0], reports[-1]
+    assert cut.snapshot is not None and cut.results == [((1,), ["r1"])]
+    assert cut.state != State.IDLE  # 2's result is not in it
+    assert after.snapshot is None and after.results == [((0,), ["r0"])] and after.state == State.IDLE
+    g.validate()
