@@ -21,7 +21,7 @@ from .driver.inprocess import run_inprocess
 from .driver.spmd import conclude, result_lost, run_group_rank, run_master_rank, run_worker_rank
 from .engine.combine import resolve_op, skip_aware
 from .engine.cut import CallState
-from .engine.group import auto_group_size, plan_groups
+from .engine.group import auto_group_size, group_masters, plan_groups
 from .engine.tasks import DECOMPOSITIONS, TaskSource, short_repr
 from .errors import InvalidCall, Preempted
 from .codehash import code_parts
@@ -121,8 +121,8 @@ class Runtime:
 
     def _bind_device(self) -> None:
         """Choose every task-running rank's backend; errors (device="gpu" without one) on every rank."""
-        group_masters = {g for g, _ in self.layout or ()}
-        runs_tasks = (self.comm.rank != MASTER and self.comm.rank not in group_masters) or self.comm.size == 1
+        runs_tasks = (self.comm.rank != MASTER and self.comm.rank not in group_masters(self.layout)) \
+            or self.comm.size == 1
         error = None
         self.backend = None
         if runs_tasks:
@@ -388,8 +388,7 @@ class Runtime:
         faults.skip_finalize_at_exit()
         self.capacities = self.comm.allgather(self.options.capacity)
         self.layout = self._plan_layout()  # on the survivors' ranks
-        group_masters = {g for g, _ in self.layout or ()}
-        if self.backend is None and self.comm.rank != MASTER and self.comm.rank not in group_masters:
+        if self.backend is None and self.comm.rank not in {MASTER, *group_masters(self.layout)}:
             # A group master before the shrink is a member now (ranks were renumbered): it needs a device.
             self.backend = select_backend(self.options.device, self.comm,
                                           memory_limit=self.options.device_memory_limit)

@@ -61,7 +61,7 @@ from .events import (
 )
 from .master import Master
 
-__all__ = ["GroupMaster", "GroupMessage", "group_ranks", "group_of_ranks", "plan_groups", "top_policy",
+__all__ = ["GroupMaster", "GroupMessage", "group_ranks", "group_masters", "group_of_ranks", "plan_groups", "top_policy",
            "auto_group_size", "GROUPS_FROM_WORKERS"]
 
 # Below this many workers one master is the default: the simulator shows it at efficiency >= 0.85 with
@@ -343,6 +343,11 @@ def plan_groups(n_ranks: int, group_size, node_of=None) -> list[tuple[int, list[
         before = [i for i, (g, _) in enumerate(layout) if g < r]
         layout[before[-1] if before else 0][1].append(r)
     return [(g, sorted(m)) for g, m in layout]
+
+
+def group_masters(layout) -> set:
+    """The ranks of a layout's group masters (none for None: one master)."""
+    return {g for g, _ in layout or ()}
 
 
 def group_of_ranks(layout) -> dict:

@@ -141,22 +141,30 @@ def test_preempting_one_member_checkpoints_exits_75_and_resumes_on_one_master(tm
     assert {k: rep[k] for k in long_reference} == long_reference
 
 
-@needs_ulfm
-def test_ulfm_a_member_dies_and_the_groups_are_rebuilt_on_the_survivors(tmp_path):
+def lose_a_member_under_ulfm(tmp_path, ranks, size, victim, timeout=120, **params):
+    """Kill member ``victim`` of a grouped run under ULFM; check the survivors' result is that of a run
+    where nobody dies, and that every survivor planned the groups again on its new ranks."""
+    layout = plan_groups(ranks, size)
+    assert any(victim in members for _, members in layout), "the victim must be a member, not a group master"
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
     (ref_dir / "died").touch()  # nobody dies: the reference
     ref = _mpirun_ulfm(4, "lose_worker", {"marker_dir": str(ref_dir), "victim": 1}).report()
-    victim = 6  # a member of the second group (7 ranks, groups of 2: group masters 1 and 4)
-    assert victim in plan_groups(7, 2)[1][1]
-    run = _mpirun_ulfm(7, "lose_worker", {"marker_dir": str(tmp_path), "victim": victim},
-                       env=grouped(2))
+    run = _mpirun_ulfm(ranks, "lose_worker", {"marker_dir": str(tmp_path), "victim": victim, **params},
+                       env=grouped(size), timeout=timeout)
     assert (tmp_path / "died").exists(), "the victim never died: the test proves nothing\n" + str(run)
     reps = {r["rank"]: r for r in run.reports()}
-    assert sorted(reps) == list(range(6)), str(run)
+    assert sorted(reps) == list(range(ranks - 1)), str(run)  # the survivors, renumbered
     for rep in reps.values():
-        assert rep["ulfm"] and rep["size_before"] == 7 and rep["size_after"] == 6
-        assert rep["layout_before"] == [[1, [2, 3]], [4, [5, 6]]]
-        assert rep["layout_after"] == [[1, [2, 3]], [4, [5]]]  # planned again on the survivors' ranks
+        assert rep["ulfm"] and rep["size_before"] == ranks and rep["size_after"] == ranks - 1
+        assert rep["layout_before"] == [[g, m] for g, m in layout]
+        assert rep["layout_after"] == [[g, m] for g, m in plan_groups(ranks - 1, size)]
         assert (rep["total"], rep["listed"]) == (ref["total"], ref["listed"])
     assert f"lost rank(s) [{victim}]" in run.stderr
+
+
+@needs_ulfm
+def test_ulfm_a_member_dies_and_the_groups_are_rebuilt_on_the_survivors(tmp_path):
+    # 7 ranks, groups of 2: group masters 1 and 4; rank 6 is the second group's last member.
+    assert plan_groups(6, 2) == [(1, [2, 3]), (4, [5])]
+    lose_a_member_under_ulfm(tmp_path, 7, 2, victim=6)
