@@ -59,7 +59,7 @@ def make_master(spec: CallSpec, options, worker_ranks, capacities, resume=None, 
 
 def make_executor(spec: CallSpec, options, worker: int, size: int, backend, process_rank=None) -> Executor:
     """``worker``: the worker's id (its rank); ``size``, ``process_rank``: the MPI job's, for ``hm.context()``."""
-    return Executor(spec.kernel, spec.mode, spec.decomposition, spec.n_roots, spec.op_fn, worker, size, backend.xp,
+    return Executor(spec.kernel, spec.mode, spec.decomposition, spec.n_roots, spec.op_fn, worker, size, backend.module,
                     retries=options.retries, on_error=options.on_error, device=backend.device,
                     tracing=bool(options.trace), process_rank=process_rank)
 

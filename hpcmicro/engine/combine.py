@@ -21,8 +21,6 @@ import operator
 import socket
 import traceback
 
-import numpy as np
-
 from ..constants import OP_NAMES
 from ..errors import InvalidCall
 from ..identity import describe_callable
@@ -34,12 +32,22 @@ def _is_array(x) -> bool:
     return getattr(x, "ndim", 0) > 0 and hasattr(x, "__array_ufunc__")
 
 
+# NumPy is imported only when an array is combined (an array's owner has imported it already):
+# ``import hpcmicro`` and calls on plain Python values never load it.
 def _min(a, b):
-    return np.minimum(a, b) if _is_array(a) or _is_array(b) else min(a, b)
+    if _is_array(a) or _is_array(b):
+        import numpy
+
+        return numpy.minimum(a, b)
+    return min(a, b)
 
 
 def _max(a, b):
-    return np.maximum(a, b) if _is_array(a) or _is_array(b) else max(a, b)
+    if _is_array(a) or _is_array(b):
+        import numpy
+
+        return numpy.maximum(a, b)
+    return max(a, b)
 
 
 OPS = {"sum": operator.add, "prod": operator.mul, "min": _min, "max": _max}

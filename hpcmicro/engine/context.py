@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy
-
 __all__ = ["TaskContext", "context"]
 
 
@@ -23,14 +21,14 @@ class TaskContext:
     all run in rank 0). Per-worker output files are named by ``worker``.
     """
 
-    __slots__ = ("rank", "size", "worker", "xp", "device", "_callback", "_children", "_child_priorities",
+    __slots__ = ("rank", "size", "worker", "_xp", "device", "_callback", "_children", "_child_priorities",
                  "_priority", "_in_batch", "_frame", "_index", "_task_id")
 
-    def __init__(self, rank: int, size: int, spawn=None, xp=numpy, device=None, worker: int | None = None):
+    def __init__(self, rank: int, size: int, spawn=None, xp=None, device=None, worker: int | None = None):
         self.rank = rank
         self.size = size
         self.worker = rank if worker is None else worker
-        self.xp = xp
+        self._xp = xp  # None: numpy, imported when a kernel first asks for ``xp``
         self.device = device
         # The running task: its parent's frame and its index there; its id is built only if asked for.
         self._frame: Any = None
@@ -44,6 +42,15 @@ class TaskContext:
         self._child_priorities: dict = {}
         self._priority = 0
         self._in_batch = False
+
+    @property
+    def xp(self):
+        """The array module of this worker: numpy, or cupy on a GPU rank."""
+        if self._xp is None:
+            import numpy
+
+            return numpy
+        return self._xp
 
     @property
     def task_id(self) -> tuple:

@@ -18,8 +18,6 @@ import traceback
 
 from typing import Any
 
-import numpy
-
 from . import context as _context
 from .arrays import is_out_of_memory, to_host
 from ..observe.metrics import FOLD_EVERY, TaskTimes
@@ -103,7 +101,7 @@ class Executor:
     BLOCK_TARGET_S = 0.002
     BLOCK_MAX = 1024
 
-    def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=numpy,
+    def __init__(self, kernel, mode, decomposition, n_roots, op=None, rank=0, size=1, xp=None,
                  retries=0, on_error="raise", retry_backoff_s=0.05, device=None, tracing=False,
                  process_rank: int | None = None):
         self.kernel = kernel

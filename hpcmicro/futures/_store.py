@@ -29,8 +29,6 @@ import pickle
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from ..codehash import code_parts
 from ..io.checkpoint import CheckpointError
 
@@ -114,7 +112,8 @@ class ResultStore:
                 return
             self._segments += 1
             path = self.folder / f"seg-{self._segments:06d}.h5"
-        import h5py
+        import h5py  # h5py (and NumPy) load only for an executor that keeps results
+        import numpy as np
 
         ids = np.frombuffer(b"".join(k for k, _ in new), np.uint8).reshape(len(new), 32)
         sizes = np.array([len(b) for _, b in new], np.int64)
@@ -174,6 +173,8 @@ class ResultStore:
 
 
 def _digest(ids, offsets, data) -> str:
+    import numpy as np
+
     h = hashlib.sha256()
     for a in (ids, offsets, data):
         h.update(np.ascontiguousarray(a).tobytes())

@@ -34,8 +34,6 @@ import io
 import os
 import pickle
 
-import numpy as np
-
 from ..engine.cut import CallState
 from ..errors import HpcmicroError, InvalidCall
 
@@ -103,7 +101,8 @@ def check_writable(path: str) -> None:
 
 def write_checkpoint(path: str, calls: list[CallState], meta: dict | None = None) -> int:
     """Write every call's state to ``path`` atomically. Returns the file size in bytes."""
-    import h5py
+    import h5py  # here, not at the top: h5py and NumPy load only for a call that checkpoints
+    import numpy as np
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))

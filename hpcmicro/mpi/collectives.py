@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
-
 from ..transport.base import Backoff
 
 __all__ = ["deliver", "pack_for_all", "receive_packed", "send_packed", "wait_for_all"]
@@ -103,6 +101,8 @@ def send_packed(comm, value, header, block, large):
 
 def receive_packed(comm, header):
     """The other ranks, given rank 0's ``header``: the value (a small one needs no collective at all)."""
+    import numpy as np  # here, not at the top: only results delivered to every rank need it
+
     error, sizes, block_len, inline, chunk, small = header
     if error is not None:
         raise pickle.PicklingError(error)
@@ -123,6 +123,8 @@ def _pack_value(value, small: int | None = None, inline_limit: int | None = None
     bytes, else None), ``large`` the other buffers' raw memory, in order.
     The thresholds travel in the header so that every rank splits alike.
     """
+    import numpy as np  # here, not at the top: only results delivered to every rank need it
+
     small = SMALL_BUFFER if small is None else small
     inline_limit = INLINE_BLOCK if inline_limit is None else inline_limit
     chunk = CHUNK_BYTES if chunk is None else chunk
@@ -143,6 +145,8 @@ def _unpack_value(sizes, block, large, small):
     Small buffers are copied out of the block so that each array owns its
     memory, as after a plain unpickle; large ones are used as received.
     """
+    import numpy as np  # here, not at the top: only results delivered to every rank need it
+
     view = memoryview(block).cast("B")
     sizes = np.asarray(sizes, np.int64)
     skeleton_len = len(view) - int(sizes[sizes < small].sum())

@@ -28,8 +28,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy
-
 from ..engine.arrays import is_device_array, is_out_of_memory, to_host  # noqa: F401  (re-exported)
 from ..errors import InvalidCall
 
@@ -41,10 +39,20 @@ log = logging.getLogger("hpcmicro")
 
 @dataclass
 class Backend:
-    xp: Any  # numpy or cupy
+    module: Any  # cupy, or None for numpy (imported when first asked for: see ``xp``)
     device: int | None  # CUDA device id, None on the CPU
     name: str  # "numpy" or "cupy"
     reason: str = ""  # why a rank asked for "auto" ended up on the CPU
+
+    @property
+    def xp(self):
+        """The array module: numpy or cupy. NumPy is imported here, on first use, so that a job whose
+        tasks never touch arrays (a futures program of plain Python calls) starts without loading it."""
+        if self.module is None:
+            import numpy
+
+            return numpy
+        return self.module
 
     @property
     def is_gpu(self) -> bool:
@@ -54,7 +62,7 @@ class Backend:
         return f"cupy on GPU {self.device}" if self.is_gpu else f"numpy{f' ({self.reason})' if self.reason else ''}"
 
 
-CPU = Backend(numpy, None, "numpy")
+CPU = Backend(None, None, "numpy")
 
 
 def _cupy_devices():
@@ -141,7 +149,7 @@ def select_backend(device: str, comm, local_rank: int | None = None, memory_limi
     if cupy is None:
         if device == "gpu":
             raise InvalidCall(f"device='gpu' but this rank has no GPU: {found}")
-        return Backend(numpy, None, "numpy", reason=found)
+        return Backend(None, None, "numpy", reason=found)
     count = found
     if local_rank is None:
         local_rank = launcher_local_rank()
@@ -154,7 +162,7 @@ def select_backend(device: str, comm, local_rank: int | None = None, memory_limi
         why = _one_line(f"GPU {dev} of {count} visible cannot be used: {type(exc).__name__}: {exc}")
         if device == "gpu":
             raise InvalidCall(f"device='gpu' but this rank's {why}") from None
-        return Backend(numpy, None, "numpy", reason=why)
+        return Backend(None, None, "numpy", reason=why)
     if memory_limit is not None:
         try:
             set_memory_limit(cupy, memory_limit)

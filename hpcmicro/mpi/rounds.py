@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-
-import numpy as np
+from array import array
 
 from ..constants import MASTER
 from ..transport.base import Backoff
@@ -55,15 +54,16 @@ def agree_on_call(comm, signature, error, n_roots, replay):
     digest = hashlib.blake2b(pickle.dumps(signature, protocol=4), digest_size=16).digest()
     flags = (_HAS_ERROR if error is not None else 0) | (_REPLAY if replay else 0) | \
         (_NO_ROOTS if n_roots is None else 0)
-    mine = np.zeros(4, np.int64)
-    mine[:2] = np.frombuffer(digest, np.int64)
-    mine[2], mine[3] = flags, n_roots or 0
-    everyone = np.empty((comm.size, 4), np.int64)
+    mine = array("q")  # int64 records (array, not numpy: a call on plain values need not load NumPy)
+    mine.frombytes(digest)
+    mine.extend((flags, n_roots or 0))
+    everyone = array("q", bytes(8 * 4 * comm.size))
     wait_quietly(comm.Iallgather(mine, everyone))
-    if (everyone[:, 2] & _HAS_ERROR).any() or (everyone[:, :2] != everyone[MASTER, :2]).any():
+    records = [everyone[4 * r : 4 * r + 4] for r in range(comm.size)]
+    master = records[MASTER]
+    if any(r[2] & _HAS_ERROR or r[:2] != master[:2] for r in records):
         # The slow path: the details, for the caller to raise the same error everywhere.
         return None, None, comm.allgather((signature, error, n_roots, replay))
-    master = everyone[MASTER]
     return (None if master[2] & _NO_ROOTS else int(master[3])), bool(master[2] & _REPLAY), None
 
 

@@ -6,6 +6,7 @@ saw is compared with the same computation done here, serially.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,32 @@ def test_importing_hpcmicro_futures_does_not_initialize_mpi():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+NUMPY_FREE_PROGRAM = """
+import atexit, os, sys
+from hpcmicro.futures import MPIPoolExecutor
+
+def square(x):
+    return x * x
+
+atexit.register(lambda: print("numpy loaded on rank", os.environ.get("PMI_RANK"), "numpy" in sys.modules, flush=True))
+if __name__ == "__main__":
+    with MPIPoolExecutor() as ex:
+        print("squares", sum(ex.map(square, range(50))), flush=True)
+"""
+
+
+def test_a_program_of_plain_python_tasks_never_loads_numpy(tmp_path):
+    """Start-up is import time (issue 12's demos): NumPy (~50-100 ms a rank) loads only for arrays.
+    The pool's statistics, start round and end of call must not need it, on any rank."""
+    script = tmp_path / "plain.py"
+    script.write_text(NUMPY_FREE_PROGRAM)
+    job = run_command([mpiexec(), "-n", "3", sys.executable, "-m", "hpcmicro.futures", str(script)], timeout=120)
+    assert job.returncode == 0, str(job)
+    assert f"squares {sum(x * x for x in range(50))}" in job.stdout
+    seen = sorted(re.findall(r"numpy loaded on rank (\d+) (True|False)", job.stdout))  # lines may run together
+    assert seen == [("0", "False"), ("1", "False"), ("2", "False")], job.stdout
 
 
 def test_the_launcher_explains_its_usage():

@@ -14,7 +14,8 @@ def test_summary_bins_equal_numpy_histogram(n):
     for v in values:
         times.durations.append(v)
     d = np.frombuffer(times.durations, dtype=np.float32)
-    counts, _ = np.histogram(np.clip(d, _EDGES[0], _EDGES[-1]), bins=_EDGES)
+    # float64 before clipping: clipped in float32, a duration under the first edge would stay under it
+    counts, _ = np.histogram(np.clip(d.astype(np.float64), _EDGES[0], _EDGES[-1]), bins=_EDGES)
     s = times.summary()
     assert s["bins"] == [[int(i), int(counts[i])] for i in np.nonzero(counts)[0]]
     assert s["n"] == d.size and s["max"] == float(d.max())
