@@ -101,13 +101,11 @@ def send_packed(comm, value, header, block, large):
 
 def receive_packed(comm, header):
     """The other ranks, given rank 0's ``header``: the value (a small one needs no collective at all)."""
-    import numpy as np  # here, not at the top: only results delivered to every rank need it
-
     error, sizes, block_len, inline, chunk, small = header
     if error is not None:
         raise pickle.PicklingError(error)
-    block = np.empty(block_len, np.uint8) if inline is None else inline
-    large = [np.empty(int(n), np.uint8) for n in sizes if n >= small]
+    block = bytearray(block_len) if inline is None else inline
+    large = [_empty(n) for n in sizes if n >= small]
     _bcast_buffers(comm, ([block] if inline is None else []) + large, chunk)
     return _unpack_value(sizes, block, large, small)
 
@@ -123,19 +121,18 @@ def _pack_value(value, small: int | None = None, inline_limit: int | None = None
     bytes, else None), ``large`` the other buffers' raw memory, in order.
     The thresholds travel in the header so that every rank splits alike.
     """
-    import numpy as np  # here, not at the top: only results delivered to every rank need it
-
+    # Plain bytes and lists, no NumPy: most results of a small call are small, and the header is pickled.
     small = SMALL_BUFFER if small is None else small
     inline_limit = INLINE_BLOCK if inline_limit is None else inline_limit
     chunk = CHUNK_BYTES if chunk is None else chunk
     buffers: list = []
     data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]  # contiguous (C or Fortran) by numpy's choice: 1-D bytes
-    sizes = np.array([r.nbytes for r in raws], np.int64)
+    sizes = [r.nbytes for r in raws]
     packed = [data] + [r for r in raws if r.nbytes < small]
-    block = np.frombuffer(data, np.uint8) if len(packed) == 1 else np.frombuffer(b"".join(packed), np.uint8)
+    block = memoryview(data if len(packed) == 1 else b"".join(packed))
     large = [r for r in raws if r.nbytes >= small]
-    inline = bytes(block) if block.nbytes <= inline_limit else None
+    inline = block.tobytes() if block.nbytes <= inline_limit else None
     return (None, sizes, block.nbytes, inline, chunk, small), block, large
 
 
@@ -145,11 +142,8 @@ def _unpack_value(sizes, block, large, small):
     Small buffers are copied out of the block so that each array owns its
     memory, as after a plain unpickle; large ones are used as received.
     """
-    import numpy as np  # here, not at the top: only results delivered to every rank need it
-
     view = memoryview(block).cast("B")
-    sizes = np.asarray(sizes, np.int64)
-    skeleton_len = len(view) - int(sizes[sizes < small].sum())
+    skeleton_len = len(view) - sum(int(n) for n in sizes if n < small)
     pos, buffers, large_iter = skeleton_len, [], iter(large)
     for n in sizes:
         n = int(n)
@@ -159,6 +153,14 @@ def _unpack_value(sizes, block, large, small):
         else:
             buffers.append(next(large_iter))
     return pickle.loads(view[:skeleton_len], buffers=buffers)
+
+
+def _empty(nbytes):
+    """A receive buffer for one large out-of-band buffer: uninitialized (NumPy's ``empty``), since it
+    is overwritten whole. Only values holding large arrays get here, so NumPy is loaded already."""
+    import numpy as np
+
+    return np.empty(int(nbytes), np.uint8)
 
 
 def _failure_header(value, exc):
