@@ -359,7 +359,8 @@ class Runtime:
     def _run_once(self, spec: CallSpec, resume):
         comm, opts = self.comm, self.options
         preempted = lambda signum: self._preempted(signum, spec.index)  # noqa: E731
-        progress = Progress(opts.progress, opts.progress_every) if opts.progress else None
+        # Only the master draws progress (a worker's would cost an isatty() a call, for nothing).
+        progress = Progress(opts.progress, opts.progress_every) if opts.progress and comm.rank == MASTER else None
         # Snapshots serve the checkpoint file and, under ULFM, the in-memory rollback point.
         checkpoint_every = opts.checkpoint_every if (opts.checkpoint or self._ulfm) else None
         on_cut = self._session.on_cut if self._session is not None else None  # the master's

@@ -25,6 +25,7 @@ from collections import deque
 
 from ..engine.events import ResultUnsendable, Signalled, TaskRan, Tick, worker_event
 from ..engine.worker import EXIT, WAIT
+from .parked import run_in_thread
 
 __all__ = ["WorkerDriver"]
 
@@ -56,8 +57,7 @@ class WorkerDriver:
         """Run the call; ``finish(stop)`` runs on the mailbox thread after STOP. Returns its value."""
         self.t_start = _now()
         self._finish = finish
-        mailbox = threading.Thread(target=self._mailbox, name="hpcmicro-mailbox", daemon=True)
-        mailbox.start()
+        mailbox = run_in_thread(self._mailbox)  # a parked thread: no thread start per call
         self.work()
         mailbox.join()
         if self.mailbox_error is not None:
