@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .arrays import array_module
+
 __all__ = ["TaskContext", "context"]
 
 
@@ -46,11 +48,7 @@ class TaskContext:
     @property
     def xp(self):
         """The array module of this worker: numpy, or cupy on a GPU rank."""
-        if self._xp is None:
-            import numpy
-
-            return numpy
-        return self._xp
+        return array_module(self._xp)
 
     @property
     def task_id(self) -> tuple:

@@ -157,7 +157,7 @@ def _unpack_value(sizes, block, large, small):
 
 def _empty(nbytes):
     """A receive buffer for one large out-of-band buffer: uninitialized (NumPy's ``empty``), since it
-    is overwritten whole. Only values holding large arrays get here, so NumPy is loaded already."""
+    is overwritten whole. Only values holding large arrays get here: unpickling them loads NumPy anyway."""
     import numpy as np
 
     return np.empty(int(nbytes), np.uint8)

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.arrays import is_device_array, is_out_of_memory, to_host  # noqa: F401  (re-exported)
+from ..engine.arrays import array_module, is_device_array, is_out_of_memory, to_host  # noqa: F401  (re-exported)
 from ..errors import InvalidCall
 
 __all__ = ["Backend", "select_backend", "DEVICES", "to_host", "is_device_array"]
@@ -46,13 +46,8 @@ class Backend:
 
     @property
     def xp(self):
-        """The array module: numpy or cupy. NumPy is imported here, on first use, so that a job whose
-        tasks never touch arrays (a futures program of plain Python calls) starts without loading it."""
-        if self.module is None:
-            import numpy
-
-            return numpy
-        return self.module
+        """The array module: numpy (imported on first use) or cupy."""
+        return array_module(self.module)
 
     @property
     def is_gpu(self) -> bool:

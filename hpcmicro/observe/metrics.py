@@ -126,8 +126,9 @@ class TaskTimes:
 
                 d = numpy.frombuffer(taken, dtype=numpy.float32).astype(numpy.float64)
                 binned = numpy.bincount(numpy.searchsorted(_inner_edges(), d, side="right"))
-                for b in numpy.flatnonzero(binned).tolist():
-                    counts[b] += int(binned[b])
+                nonzero = numpy.flatnonzero(binned)
+                for b, c in zip(nonzero.tolist(), binned[nonzero].tolist()):
+                    counts[b] += c
                 total, low, high = float(d.sum()), float(d.min()), float(d.max())
             self.n += len(taken)
             self.total += total
