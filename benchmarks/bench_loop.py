@@ -7,6 +7,7 @@ it prints both rates and the engine's overhead in microseconds per node::
 
     python benchmarks/bench_loop.py                  # GEO_D7: 63,914 nodes
     python benchmarks/bench_loop.py --tree GEO_D8 --repeats 5
+    python benchmarks/bench_loop.py --tree BIN_200_S51 --repeats 3
     py-spy record -r 1500 -f raw -o loop.raw -- python benchmarks/bench_loop.py   # where the time goes
 """
 
@@ -29,6 +30,8 @@ from hpcmicro.kernels import uts  # noqa: E402
 TREES = {
     "GEO_D7": uts.UTSParams(tree_type=uts.GEO, shape=uts.FIXED, gen_mx=7, b0=4.0, root_seed=19),
     "GEO_D8": uts.UTSParams(tree_type=uts.GEO, shape=uts.FIXED, gen_mx=8, b0=4.0, root_seed=19),
+    # T3's binomial shape (q*m = 0.999), 200 root children, seed 51: 683,569 nodes; 7 in 8 nodes are leaves.
+    "BIN_200_S51": uts.UTSParams(tree_type=uts.BIN, b0=200.0, q=0.124875, m=8, root_seed=51),
 }
 
 

@@ -176,18 +176,26 @@ class Executor:
         fold = self.fold
         reduce = fold is not None
         complete = fold.complete if fold is not None else _no_fold
+        complete_run = fold.complete_run if fold is not None else _no_fold
         record_duration = self._record_duration
+        children = self._children
         k = 0  # tasks popped in this slice
-        grouped = False  # whether the batch or block path applies (looked at every 16 tasks)
-        ran = False  # a task ran and its result is not recorded yet
-        frame: Any = None  # the task that ran: its frame, index, value, priority, freshness
-        j = priority = 0
+        check = 0  # k at which to look at the clock, poll, fold times and choose the path again
+        grouped = False  # whether the batch or root-block path applies
+        run_cap = 1  # tasks taken per pop: a run of siblings while tasks are short
+        ran = False  # a pop's tasks ran and their results are not recorded yet
+        # What ran: the first task's frame, index and priority; the run (a Group) when it was more than one
+        # task; the leaves before the last task (``leaves``), and the last one's index, value, outcome.
+        frame: Any = None
+        run: Any = None
+        j = last = priority = 0
+        leaves: list = []
         value: Any = None
         ok = fresh = True
-        t0 = dt = 0.0
+        t0 = t = 0.0
         _context._set_current(ctx)  # once per slice; run_slice clears it
         while True:
-            if not ran and k & 15 == 0:
+            if not ran and k >= check:
                 if k and (_now() >= until or (poll is not None and poll())):
                     return True
                 if len(self._pending_durations) >= FOLD_EVERY:
@@ -196,90 +204,136 @@ class Executor:
                 # The batch path, or the block path while the top group is root tasks (a tree search's
                 # tasks are spawned: looked at here, not per task; a stale answer only costs speed).
                 top = queue.top()
+                short = bool(stats.tasks) and stats.busy_s < stats.tasks * self.BLOCK_BELOW_S
                 grouped = bool(stats.tasks) and stats.busy_s < stats.tasks * self.BATCH_BELOW_S and (
-                    self.batch_fn is not None or (stats.busy_s < stats.tasks * self.BLOCK_BELOW_S
-                                                  and top is not None and top.is_roots and len(top) > 1))
+                    self.batch_fn is not None or (short and top is not None and top.is_roots and len(top) > 1))
                 if grouped:
                     if not self._run_one():
                         return False
                     _context._set_current(ctx)  # the block and batch paths clear it
                     if not queue._count or self.halt or _now() >= until or (poll is not None and poll()):
                         return True  # a block or batch is many tasks: look at the time after each
-                    k = 0  # look again before the next task
+                    k = check = 0  # look again before the next task
                     continue
-            # One lock section between two tasks: the last one's result, then the next one's pop.
+                # Short tasks are popped in runs of siblings: one lock section per run, not per task (not
+                # while tracing: a trace marks spawned tasks one by one).
+                run_cap = 1 if not short or self._tracing else int(
+                    min(self.BLOCK_MAX, self.BLOCK_TARGET_S * stats.tasks / max(stats.busy_s, 1e-9)))
+                check = k + (64 if short else 16)  # the clock is read after every pop anyway
+            # One lock section between two pops: what ran, then the next pop.
             with lock:
                 if ran:
                     ran = False
                     current.clear()
-                    if self.retired:  # handed to another worker meanwhile: its result would count twice
+                    if self.retired:  # handed to another worker meanwhile: its results would count twice
                         self._drop_children()
                         return True
+                    if run is not None:  # a run: its leaves, then what did not run back on top
+                        if leaves:
+                            if reduce:
+                                stats.tasks += len(leaves)
+                                self.done += len(leaves)
+                                complete_run(frame, j, leaves)
+                            else:
+                                self._record_run(frame, j, leaves, False, fresh)
+                            leaves = []
+                            fresh = False
+                        if last + 1 < run.stop:  # below the last one's children
+                            run.next = last + 1
+                            queue.push_top(run)
+                        run = None
                     if not ok:
-                        if not self._finish_task(frame, j, ok, value, fresh):
+                        if not self._finish_task(frame, last, ok, value, fresh):
                             return False
-                    elif reduce and not self._children:
+                    elif reduce and not children:
                         stats.tasks += 1
                         self.done += 1
-                        slot = j + 1
+                        slot = last + 1
                         if slot & 1 or slot != frame.filled or slot + 1 >= frame.n_slots or frame.split:
-                            complete(frame, j, value)
+                            complete(frame, last, value)
                         else:  # LocalFold.complete's commonest case inline: an even slot, in order, not last
                             frame.acc.append((0, value))
                             frame.filled = slot + 1
                     elif reduce and not ctx._child_priorities:  # _record's spawner case inline
-                        children = self._children
-                        n = len(children)
+                        c = len(children)
                         stats.tasks += 1
                         self.done += 1
-                        self.spawned += n
+                        self.spawned += c
                         own = stacks.get(priority)
                         if own is None:
                             own = queue._stack(priority)
-                        own.append(Group(Frame(frame, j, 1 + n, value), children, 0, 0, n, priority))
-                        queue._count += n
+                        own.append(Group(Frame(frame, last, 1 + c, value), children, 0, 0, c, priority))
+                        queue._count += c
                         self._children = ctx._children = []  # the group keeps the list
                     else:
-                        self._record(frame, j, value, fresh)
-                    if self.halt or t0 + dt >= until:  # the clock read below: a slow task ends the slice
+                        self._record(frame, last, value, fresh)
+                    if self.halt or t >= until:  # the clock read below: a slow task ends the slice
                         return True
-                    if k & 15 == 0:
+                    if k >= check:
                         continue  # the checks above before the next pop
                 if not queue._count:  # empty, or a steal took it meanwhile (the count: __bool__ is a call)
                     return True
-                # LocalQueue.pop inlined (the top group's next task)
+                # LocalQueue.pop inlined: the top group's next task, or a run of its next ones
                 priority = priorities[-1]
                 stack = stacks[priority]
                 g = stack[-1]
                 j = g.next
-                g.next = j + 1
-                if j + 1 == g.stop:
-                    stack.pop()
-                    if not stack:
-                        queue._drop(priority)
-                queue._count -= 1
+                n = g.stop - j
+                if n > run_cap:
+                    n = run_cap
+                if n > 1 and n > queue._count >> 1:
+                    n = queue._count >> 1 or 1  # leave half the queue to thieves
+                stop = j + n
+                queue._count -= n
                 fresh = g.fresh
                 if fresh:
                     g.fresh = False
-                frame, payloads = g.frame, g.payloads
-                payload = decomposition.payload(j) if payloads is None else payloads[j - g.first]
-                current.append((frame, j, payload, priority))
-                k += 1
-            ctx._frame, ctx._index, ctx._task_id, ctx._priority = frame, j, None, priority
-            t0 = self.current_started = _now()
-            try:
-                value = kernel(payload)
-                ok = True
-            except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
-                ok, value = False, exc
-            dt = _now() - t0
-            stats.busy_s += dt
-            record_duration(dt)
-            if self._tracing:
-                self.times.mark(t0, frame.child_path(j), dt)
+                frame, payloads, first = g.frame, g.payloads, g.first
+                if stop == g.stop:
+                    stack.pop()
+                    if not stack:
+                        queue._drop(priority)
+                    if n > 1:  # the whole group is the run (it left the queue with its ``next`` as it was)
+                        run = g
+                        current.append(run)
+                else:
+                    g.next = stop
+                    if n > 1:
+                        run = Group(frame, payloads, first, j, stop, priority)
+                        current.append(run)
+                if n == 1:
+                    payload = decomposition.payload(j) if payloads is None else payloads[j - first]
+                    current.append((frame, j, payload, priority))
+                k += n
+            ctx._frame, ctx._task_id, ctx._priority = frame, None, priority
+            children = self._children  # what the tasks spawn (a new list each time a group keeps the last)
+            t0 = t = self.current_started = _now()
+            i = j
+            while True:  # the popped tasks back to back; stop after one that spawns or fails
+                if n > 1:
+                    payload = decomposition.payload(i) if payloads is None else payloads[i - first]
+                ctx._index = i
+                try:
+                    value = kernel(payload)
+                    ok = True
+                except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
+                    ok, value = False, exc
+                now = _now()
+                record_duration(now - t)
+                t = now
+                i += 1
+                if i == stop or not ok or children:
+                    break
+                leaves.append(value)
+                ctx._task_id = None
+            last = i - 1
+            stats.busy_s += t - t0
+            if self._tracing:  # one task a pop while tracing
+                self.times.mark(t0, frame.child_path(last), t - t0)
             if not ok:  # retries (sleeping), the error's description: the slow path
-                ok, value = (self._retry(frame, j, payload, priority, value) if self.retries
-                             else (False, self._describe_failure(frame, j, payload, value)))
+                ok, value = (self._retry(frame, last, payload, priority, value) if self.retries
+                             else (False, self._describe_failure(frame, last, payload, value)))
+                _context._set_current(ctx)  # a retry clears it
             ran = True
 
     def run_one(self) -> bool:
@@ -372,31 +426,34 @@ class Executor:
         self.ctx._child_priorities.clear()
 
     def _take_block(self):
-        """Take a run of root tasks from the top of the queue (noted as running), or None."""
+        """Take a run of tasks from the top group (root tasks, or one task's children), noted as running;
+        None if the top group is too short (or, tracing, spawned: a trace names spawned tasks one by one)."""
         k = int(min(self.BLOCK_MAX, self.BLOCK_TARGET_S / max(self.mean_task_s, 1e-9)))
         with self.lock:
             top = self.queue.top()
             k = min(k, len(self.queue) // 2)
-            if top is None or not top.is_roots or k < 2:
+            if top is None or k < 2 or len(top) < 2 or (self._tracing and not top.is_roots):
                 return None
             g, start, stop, fresh = self.queue.take_top(k)
-            block = RootRun(start, stop, g.priority, g.payloads, g.first)
+            block = Group(g.frame, g.payloads, g.first, start, stop, g.priority)
             self.current.append(block)
         return block, fresh
 
     def _run_block(self, block, fresh) -> bool:
-        """Run consecutive root tasks in one loop; stop early at a task that spawns or fails."""
+        """Run consecutive tasks of one group in one loop; stop early at a task that spawns or fails."""
         kernel, ctx, payloads, first = self.kernel, self.ctx, block.payloads, block.first
-        decomposition, root = self.decomposition, self.root
+        decomposition, frame = self.decomposition, block.frame
         add_duration, tracing = self._record_duration, self._tracing
-        values = []
+        values: list = []
+        append = values.append
         failure = None
         spawner = False
+        children = self._children
         ctx._priority = block.priority
-        ctx._frame = root
+        ctx._frame = frame
         _context._set_current(ctx)
         t = t_start = self.current_started = _now()
-        for i in range(block.start, block.stop):
+        for i in range(block.next, block.stop):
             ctx._index, ctx._task_id = i, None
             payload = payloads[i - first] if payloads is not None else decomposition.payload(i)
             try:
@@ -408,60 +465,60 @@ class Executor:
             now = _now()
             add_duration(now - t)
             t = now
-            values.append(value)
-            if self._children:  # its children must join the queue before anything else runs
+            append(value)
+            if children:  # its children must join the queue before anything else runs
                 spawner = True
                 break
         _context._set_current(None)
         self.stats.busy_s += _now() - t_start
-        if tracing:  # tasks ran back to back from t_start
-            self.times.block(t_start, block.start, len(values) + (failure is not None))
+        if tracing:  # tasks ran back to back from t_start (root tasks only: see _take_block)
+            self.times.block(t_start, block.next, len(values) + (failure is not None))
         if len(self._pending_durations) >= FOLD_EVERY:  # after block(), which reads this block's durations
             self._fold_times()
         outcome = True
         if failure is not None:  # retries as for any task, then record it or end the call
             i, payload, error = failure
-            ok, value = (self._retry(root, i, payload, block.priority, error) if self.retries
-                         else (False, self._describe_failure(root, i, payload, error)))
+            ok, value = (self._retry(frame, i, payload, block.priority, error) if self.retries
+                         else (False, self._describe_failure(frame, i, payload, error)))
         with self.lock:
             self.current.clear()
             if self.retired:
                 self._drop_children()
                 return True
-            rest = block.start + len(values) + (failure is not None)
-            if outcome and rest < block.stop:  # not run: back on top, below the spawner's children
-                self.queue.push_top(_root_group(root, rest, block))
-            self._record_run(block.start, values, spawner, fresh)
+            rest = block.next + len(values) + (failure is not None)
+            if rest < block.stop:  # not run: back on top, below the spawner's children
+                self.queue.push_top(Group(frame, payloads, first, rest, block.stop, block.priority))
+            self._record_run(frame, block.next, values, spawner, fresh)
             if failure is not None:
-                outcome = self._finish_task(root, failure[0], ok, value, fresh and not values)
+                outcome = self._finish_task(frame, failure[0], ok, value, fresh and not values)
                 if not outcome:
                     self.queue.clear()
         return outcome
 
-    def _record_run(self, start, values, spawner, fresh) -> None:
-        """Record consecutive root tasks' results (caller holds the lock); the last one may have spawned."""
+    def _record_run(self, frame, start, values, spawner, fresh) -> None:
+        """Record consecutive tasks' results (caller holds the lock); the last one may have spawned."""
         n = len(values)
         if not n:
             return
         if spawner:
             children, self._children = self._children, []
-            self._record_run(start, values[:-1], False, fresh)
+            self._record_run(frame, start, values[:-1], False, fresh)
             self._children = self.ctx._children = children
-            self._record(self.root, start + n - 1, values[-1], fresh and n == 1)
+            self._record(frame, start + n - 1, values[-1], fresh and n == 1)
             return
         self.stats.tasks += n
         self.done += n
         if self.fold is not None:
-            complete, root = self.fold.complete, self.root
+            complete = self.fold.complete
             for k, value in enumerate(values):
-                complete(root, start + k, value)
+                complete(frame, start + k, value)
             return
         if self.on_device:
             values = [to_host(v) for v in values]
         run = self._run
         if run is None or fresh or not self.queue.uniform:
             self._run = values
-            self.segments.append(((start,), values))
+            self.segments.append((frame.child_path(start), values))
         else:
             run.extend(values)
 
@@ -622,7 +679,7 @@ class Executor:
 
     def _split_open_frames(self) -> None:
         assert self.fold is not None
-        frames = self.queue.frames() + [item[0] for item in self.current if not isinstance(item, RootRun)]
+        frames = self.queue.frames() + [item.frame if isinstance(item, Group) else item[0] for item in self.current]
         split = self.fold.split
         for frame in frames:
             split(frame)
@@ -631,8 +688,8 @@ class Executor:
         """Tasks not run yet: the queue, and the task(s) running now (for snapshots, hand-backs)."""
         entries = self.queue.entries()
         for item in self.current:
-            if isinstance(item, RootRun):  # a block being run (_run_block)
-                entries.append(item.packed())
+            if isinstance(item, Group):  # a block being run (_run_block)
+                entries.extend(item.wire(item.next, item.stop))
                 continue
             frame, j, payload, priority = item
             if frame.offset == 0:
@@ -647,8 +704,3 @@ class Executor:
         self._pending_durations = self.times.durations
         self._record_duration = self._pending_durations.append
 
-
-def _root_group(root, start, block):
-    from .localqueue import Group
-
-    return Group(root, block.payloads, block.first, start, block.stop, block.priority)

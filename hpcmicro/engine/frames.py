@@ -97,6 +97,7 @@ class LocalFold:
 
     def complete(self, frame: Frame, index: int, value) -> None:
         """The subtree of ``frame``'s child ``index`` is complete with ``value``."""
+        op = self.op
         while True:
             if frame.split:
                 self.tree._add(frame.path(), 0, index + frame.offset, value)
@@ -109,7 +110,10 @@ class LocalFold:
             level = 0
             while (slot >> level) & 1:  # a right sibling: its left one is the top of the stack
                 left = acc.pop()[1]
-                value = self._combine(frame, level, (slot >> level) - 1, left, value)
+                try:  # the op inline, not through a helper: this runs for every other task
+                    value = op(left, value)
+                except Exception as exc:
+                    raise self._combine_error(frame, level, (slot >> level) - 1, exc) from exc
                 level += 1
             acc.append((level, value))
             frame.filled = slot + 1
@@ -122,6 +126,30 @@ class LocalFold:
                 value = self._combine_tail(frame, acc, lvl, left, value)
             frame.acc = None
             frame, index = frame.parent, frame.index
+
+    def complete_run(self, frame: Frame, start: int, values: list) -> None:
+        """``complete`` for children ``start, start + 1, ...`` of ``frame`` in turn, whose subtrees are
+        complete with ``values`` (leaves run back to back): the binary counter in one loop."""
+        slot = start + 1
+        n = len(values)
+        if frame.split or slot != frame.filled or slot + n >= frame.n_slots:  # by id, or it ends the frame
+            complete = self.complete
+            for k, value in enumerate(values):
+                complete(frame, start + k, value)
+            return
+        acc, op = frame.acc, self.op
+        for value in values:
+            level = 0
+            while (slot >> level) & 1:  # as in complete
+                left = acc.pop()[1]
+                try:
+                    value = op(left, value)
+                except Exception as exc:
+                    raise self._combine_error(frame, level, (slot >> level) - 1, exc) from exc
+                level += 1
+            acc.append((level, value))
+            slot += 1
+        frame.filled = slot
 
     def split(self, frame: Frame) -> None:
         """From now on ``frame`` and its ancestors fold by id in the PartialTree (their blocks move there)."""
@@ -138,14 +166,12 @@ class LocalFold:
             f.split = True
             f = f.parent
 
-    def _combine(self, frame, level, left_index, left, right):
-        try:
-            return self.op(left, right)
-        except Exception as exc:
-            width = 1 << level
-            node = frame.path()
-            raise CombineError(_first_task(node, left_index * width), _first_task(node, (left_index + 1) * width),
-                               exc) from exc
+    @staticmethod
+    def _combine_error(frame, level, left_index, exc) -> CombineError:
+        """The op failed on the blocks ``left_index`` and ``left_index + 1`` of width ``2**level``."""
+        width = 1 << level
+        node = frame.path()
+        return CombineError(_first_task(node, left_index * width), _first_task(node, (left_index + 1) * width), exc)
 
     def _combine_tail(self, frame, acc, level, left, right):
         try:

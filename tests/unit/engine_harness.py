@@ -65,8 +65,20 @@ class Cluster:
     follow in groups of ``group_size``."""
 
     def __init__(self, kernel, tasks, policy, n_workers, mode="map", op=None, seed=0, resume=None,
-                 task_timeout=None, capacities=None, retries=0, on_error="raise", group_size=None):
+                 task_timeout=None, capacities=None, retries=0, on_error="raise", group_size=None,
+                 slices=False, meanwhile=0.0):
+        """``slices``: a kernel step is ``Executor.run_slice`` (one pop: a task, or a run of siblings)
+        instead of ``run_one``. ``meanwhile``: the chance that a message is delivered while a task runs,
+        as a mailbox thread would (a steal or a snapshot in the middle of a run)."""
         self.rng = random.Random(seed)
+        self.slices = slices
+        if meanwhile:
+            inner = kernel
+
+            def kernel(payload):
+                if self.rng.random() < meanwhile:
+                    self.deliver_one()
+                return inner(payload)
         self.source = TaskSource(tasks)
         self.mode = mode
         self.n_roots = self.source.n
@@ -99,7 +111,7 @@ class Cluster:
         self.cuts: list = []  # CutReady instructions, in order
         self.events = 0
         self.validate_every = 1
-        self.kernel = kernel
+        self.kernel = inner if meanwhile else kernel
         self._preorder = None  # every task id in pre-order, once the tree has spawned (expand)
         self._position: dict = {}
         self._send(0, self.master.handle(Start(0.0)))
@@ -140,7 +152,7 @@ class Cluster:
         self._send(rank, out)
         if step != RUN:
             return bool(out)
-        ok = ex.run_one()
+        ok = ex.run_slice(0.0) if self.slices else ex.run_one()  # until=0.0: one pop, then it returns
         self._send(rank, proto.handle(TaskRan(ok, self.now)))
         return True
 
