@@ -252,7 +252,7 @@ class Executor:
                         if slot & 1 or slot != frame.filled or slot + 1 >= frame.n_slots or frame.split:
                             complete(frame, last, value)
                         else:  # LocalFold.complete's commonest case inline: an even slot, in order, not last
-                            frame.acc.append((0, value))
+                            frame.acc.append(value)
                             frame.filled = slot + 1
                     elif reduce and not ctx._child_priorities:  # _record's spawner case inline
                         c = len(children)
@@ -307,25 +307,35 @@ class Executor:
                 k += n
             ctx._frame, ctx._task_id, ctx._priority = frame, None, priority
             children = self._children  # what the tasks spawn (a new list each time a group keeps the last)
-            t0 = t = self.current_started = _now()
+            if n == 1:
+                todo = (payload,)
+            elif payloads is not None:
+                todo = payloads[j - first:stop - first]
+            else:
+                todo = map(decomposition.payload, range(j, stop))
+            ok = True
             i = j
-            while True:  # the popped tasks back to back; stop after one that spawns or fails
-                if n > 1:
-                    payload = decomposition.payload(i) if payloads is None else payloads[i - first]
+            t0 = t = self.current_started = _now()
+            for payload in todo:  # the popped tasks back to back; stop after one that spawns or fails
                 ctx._index = i
+                i += 1
                 try:
                     value = kernel(payload)
-                    ok = True
                 except BaseException as exc:  # SystemExit in a kernel is the task's failure, not the job's exit
                     ok, value = False, exc
+                    now = _now()
+                    record_duration(now - t)
+                    t = now
+                    break
                 now = _now()
                 record_duration(now - t)
                 t = now
-                i += 1
-                if i == stop or not ok or children:
+                if children:
                     break
                 leaves.append(value)
                 ctx._task_id = None
+            else:  # the run's last task returned without spawning: it is recorded below, not as a leaf
+                value = leaves.pop()
             last = i - 1
             stats.busy_s += t - t0
             if self._tracing:  # one task a pop while tracing

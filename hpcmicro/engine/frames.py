@@ -47,7 +47,7 @@ class Frame:
         self._path = None
         self.n_slots = n_slots  # 1 + number of children
         self.filled = 1  # slots folded so far (in order); slot 0 is the task's own result
-        self.acc = [(0, own_value)]  # reduce mode: the binary counter, (level, value), levels decreasing
+        self.acc = [own_value]  # reduce mode: the binary counter; block widths are the set bits of ``filled``
         self.split = False
         self.offset = 1
 
@@ -86,6 +86,11 @@ def root_frame() -> Frame:
     return ghost_frame((), offset=0)
 
 
+def _levels(filled: int) -> list:
+    """The levels of a binary counter's blocks after ``filled`` values, bottom (widest) first."""
+    return [lvl for lvl in range(filled.bit_length() - 1, -1, -1) if filled >> lvl & 1]
+
+
 class LocalFold:
     """The reduction on one worker: local frames fold in place, split ones go to ``tree``."""
 
@@ -109,21 +114,24 @@ class LocalFold:
             acc = frame.acc
             level = 0
             while (slot >> level) & 1:  # a right sibling: its left one is the top of the stack
-                left = acc.pop()[1]
+                left = acc.pop()
                 try:  # the op inline, not through a helper: this runs for every other task
                     value = op(left, value)
                 except Exception as exc:
                     raise self._combine_error(frame, level, (slot >> level) - 1, exc) from exc
                 level += 1
-            acc.append((level, value))
+            acc.append(value)
             frame.filled = slot + 1
             if frame.filled < frame.n_slots:
                 return
             # The node is complete: the right fold of the stack (blocks past the end are empty).
-            value = acc.pop()[1]
+            value = acc.pop()
             while acc:
-                lvl, left = acc.pop()
-                value = self._combine_tail(frame, acc, lvl, left, value)
+                left = acc.pop()
+                try:
+                    value = op(left, value)
+                except Exception as exc:
+                    raise self._tail_error(frame, len(acc), exc) from exc
             frame.acc = None
             frame, index = frame.parent, frame.index
 
@@ -141,13 +149,13 @@ class LocalFold:
         for value in values:
             level = 0
             while (slot >> level) & 1:  # as in complete
-                left = acc.pop()[1]
+                left = acc.pop()
                 try:
                     value = op(left, value)
                 except Exception as exc:
                     raise self._combine_error(frame, level, (slot >> level) - 1, exc) from exc
                 level += 1
-            acc.append((level, value))
+            acc.append(value)
             slot += 1
         frame.filled = slot
 
@@ -159,7 +167,7 @@ class LocalFold:
             path = f.path()
             tree.lengths[path] = f.n_slots
             start = 0
-            for level, value in f.acc:  # levels decrease left to right: blocks tile [0, filled)
+            for level, value in zip(_levels(f.filled), f.acc):  # left to right: blocks tile [0, filled)
                 tree._add(path, level, start >> level, value)
                 start += 1 << level
             f.acc = None
@@ -173,11 +181,11 @@ class LocalFold:
         node = frame.path()
         return CombineError(_first_task(node, left_index * width), _first_task(node, (left_index + 1) * width), exc)
 
-    def _combine_tail(self, frame, acc, level, left, right):
-        try:
-            return self.op(left, right)
-        except Exception as exc:
-            left_start = sum(1 << lvl for lvl, _ in acc)  # the blocks still below it tile [0, left_start)
-            node = frame.path()
-            raise CombineError(_first_task(node, left_start), _first_task(node, left_start + (1 << level)),
-                               exc) from exc
+    @staticmethod
+    def _tail_error(frame, position, exc) -> CombineError:
+        """The op failed folding the stack's block ``position`` (from the bottom) into those above it."""
+        levels = _levels(frame.filled)
+        left_start = sum(1 << lvl for lvl in levels[:position])  # the blocks below it tile [0, left_start)
+        node = frame.path()
+        return CombineError(_first_task(node, left_start), _first_task(node, left_start + (1 << levels[position])),
+                            exc)
