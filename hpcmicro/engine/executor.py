@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 
+from collections.abc import Iterable
 from typing import Any
 
 from . import context as _context
@@ -307,6 +308,7 @@ class Executor:
                 k += n
             ctx._frame, ctx._task_id, ctx._priority = frame, None, priority
             children = self._children  # what the tasks spawn (a new list each time a group keeps the last)
+            todo: Iterable
             if n == 1:
                 todo = (payload,)
             elif payloads is not None:
