@@ -3,7 +3,11 @@
 The protocol machines (``Master``, ``WorkerProtocol``) take typed *events* and
 return typed *instructions*; a driver turns messages from a transport into
 events and instructions into messages. Time is always passed in (``now``, in
-seconds on the driver's clock), never read.
+seconds on the driver's clock), never read. Events and instructions are
+NamedTuples: immutable like frozen dataclasses, but defining one costs a
+tenth as much, and every rank defines them all at start-up. A driver
+dispatches on ``type(event)``, never on equality (two events without fields
+are equal tuples) or truth.
 
 Messages on the wire (``tag``: body):
 
@@ -23,7 +27,6 @@ again (the in-process transport passes objects without copying them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -90,58 +93,50 @@ class Stop(NamedTuple):
 
 # -- master events --------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(NamedTuple):
     """The call begins: seed the workers."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class Submit:
+class Submit(NamedTuple):
     """More root tasks for an open-ended call (``Master(open_ended=True)``): runs that follow the last ones."""
 
     runs: list
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(NamedTuple):
     """An open-ended call takes no more tasks: it ends once those it has are done."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(NamedTuple):
     """The call fails from outside (a group master told by the top master): abort every worker."""
 
     error: dict
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerReport:
+class WorkerReport(NamedTuple):
     source: int
     report: Report
     now: float
     nbytes: int = 0  # its size on the wire (0 in-process)
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(NamedTuple):
     """Nothing arrived; time passed (deadlines, samples)."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointDue:
+class CheckpointDue(NamedTuple):
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class Preempt:
+class Preempt(NamedTuple):
     """A rank got SIGTERM/SIGUSR1: drain, snapshot, stop."""
 
     signum: int
@@ -150,60 +145,50 @@ class Preempt:
 
 # -- worker events --------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class TasksArrived:
+class TasksArrived(NamedTuple):
     source: int
     seq: int | None  # None: a steal answer from a peer
     entries: list
 
 
-@dataclass(frozen=True, slots=True)
-class StealAsked:
+class StealAsked(NamedTuple):
     thief: int
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotAsked:
+class SnapshotAsked(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class DrainAsked:
+class DrainAsked(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class AbortAsked:
+class AbortAsked(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class RetireAsked:
+class RetireAsked(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class StopAsked:
+class StopAsked(NamedTuple):
     stop: Stop
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRan:
+class TaskRan(NamedTuple):
     """The kernel thread ran the front task (or a block or batch of them)."""
 
     ok: bool  # False: a task failed for good under on_error="raise"
     now: float
 
 
-@dataclass(frozen=True, slots=True)
-class ResultUnsendable:
+class ResultUnsendable(NamedTuple):
     """A report could not be sent: a result in it cannot be pickled (``error``: the TaskError's fields)."""
 
     error: dict
 
 
-@dataclass(frozen=True, slots=True)
-class Signalled:
+class Signalled(NamedTuple):
     """This rank received a preemption signal."""
 
     signum: int
@@ -330,8 +315,7 @@ class SendReport(Send):
         return self.report
 
 
-@dataclass(frozen=True, slots=True)
-class CutReady:
+class CutReady(NamedTuple):
     """A consistent cut of the call (a ``CallState``) for the driver to store.
 
     ``reason``: "checkpoint" (write it in the background) or "preempt" (the
